@@ -1,0 +1,40 @@
+# vosbench — common tasks. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+METHOD  ?= agnn
+DATA    ?= synthetic
+PRESET  ?= tiny
+TRAINER ?= cpu
+WORKERS ?= 2
+
+.PHONY: help install test test-full bench bench-eval clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -c "import torch, torchvision.ops, pytorch_lightning, pydensecrf.densecrf, wandb"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install vosbench (editable) with its dependencies
+
+test: install  ## run the fast test suite
+	$(BIN)/python -m pytest -n $(WORKERS) -q
+
+test-full: install  ## run every test, the slow ones too
+	$(BIN)/python -m pytest -n $(WORKERS) -q -m ""
+
+bench: install  ## train and score METHOD on DATA (arrives with the methods)
+	$(BIN)/vosbench bench --method $(METHOD) --data $(DATA) --preset $(PRESET) --trainer $(TRAINER)
+
+bench-eval: install  ## time `vosbench eval` against vos-benchmark (benchmarks/eval_speed.py)
+	$(BIN)/python benchmarks/eval_speed.py --workers $(WORKERS)
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,39 @@
+"""The `vosbench` command. Each subcommand's module is imported only when it runs, so that
+`vosbench eval` starts without loading torch or Lightning."""
+
+import importlib
+import sys
+
+# subcommand -> (module with a `main(argv, prog)` function, one-line description)
+SUBCOMMANDS = {
+    "eval": ("vosbench.metrics.cli", "score predicted label PNGs with J, F and T (DAVIS toolkits)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: vosbench <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {description}" for name, (_, description) in SUBCOMMANDS.items()]
+    lines += ["", "Run 'vosbench <command> --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from vosbench import __version__
+
+        print(f"vosbench {__version__}")
+        return 0
+    if argv[0] not in SUBCOMMANDS:
+        print(f"vosbench: error: unknown command {argv[0]!r}; known: {', '.join(SUBCOMMANDS)}",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    return module.main(argv[1:], prog=f"vosbench {argv[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

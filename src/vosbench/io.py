@@ -1,0 +1,76 @@
+"""Reading label PNGs and writing result files atomically."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vosbench.errors import InputError
+
+# PIL modes that hold one integer label per pixel: palette, 8-bit grey, 1-bit, 16/32-bit grey.
+LABEL_MODES = ("P", "L", "1", "I;16", "I")
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """Decode a label PNG (palette indices or grey values) to an (H, W) uint8 array.
+
+    Raises InputError naming the file if it is missing, not a readable PNG, has several channels,
+    or holds values above 255.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise InputError(f"{path}: not a PNG file (found {image.format})")
+            if image.mode not in LABEL_MODES:
+                raise InputError(f"{path}: expected a single-channel label PNG (palette or "
+                                 f"grayscale), found PIL mode {image.mode}")
+            labels = np.asarray(image)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except InputError:
+        raise
+    except Exception as error:  # PIL raises many types for corrupt or truncated files
+        raise InputError(f"{path}: cannot decode PNG ({error})") from None
+    if labels.dtype != np.uint8:
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise InputError(f"{path}: label values must lie in 0..255, found "
+                             f"{labels.min()}..{labels.max()}")
+        labels = labels.astype(np.uint8)
+    return labels
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def to_json(value) -> str:
+    """Strict JSON (NaN and infinity become null) with full float precision."""
+    def clean(item):
+        if isinstance(item, dict):
+            return {str(key): clean(val) for key, val in item.items()}
+        if isinstance(item, (list, tuple, np.ndarray)):
+            return [clean(val) for val in item]
+        if isinstance(item, (float, np.floating)):
+            return None if not math.isfinite(item) else float(item)
+        if isinstance(item, np.integer):
+            return int(item)
+        return item
+
+    return json.dumps(clean(value), indent=1, allow_nan=False) + "\n"

@@ -1,0 +1,54 @@
+"""J, the region similarity (Jaccard index), as the official DAVIS toolkits compute it.
+
+J = |gt ∧ pr ∧ ¬void| / |(gt ∨ pr) ∧ ¬void|, and J = 1 when the union is empty.
+One label-pair histogram per frame gives the intersection and union of every object pair at once.
+"""
+
+import numpy as np
+
+
+def label_overlap(gt: np.ndarray, pred: np.ndarray, num_gt: int, num_pred: int,
+                  void: np.ndarray | None = None) -> np.ndarray:
+    """Pixel counts of every (gt label, predicted label) pair of one frame.
+
+    Args:
+        gt: (H, W) integer labels; values outside 1..num_gt count as background.
+        pred: (H, W) integer labels in 0..num_pred.
+        num_gt, num_pred: the largest object id of each side.
+        void: optional (H, W) bool; these pixels are left out of every count.
+
+    Returns:
+        (num_gt + 1, num_pred + 1) int64 matrix, row = gt label, column = predicted label.
+    """
+    gt = np.where(gt <= num_gt, gt, 0).astype(np.int64)
+    pairs = gt * (num_pred + 1) + pred
+    if void is not None:
+        pairs = pairs[~void]
+    counts = np.bincount(pairs.ravel(), minlength=(num_gt + 1) * (num_pred + 1))
+    return counts.reshape(num_gt + 1, num_pred + 1)
+
+
+def jaccard_from_overlap(overlap: np.ndarray) -> np.ndarray:
+    """J of every (gt object, predicted object) pair from a `label_overlap` matrix.
+
+    Returns:
+        (num_gt, num_pred) float64 J values (background row and column dropped); 1 where both
+        masks are empty.
+    """
+    intersection = overlap[1:, 1:]
+    gt_area = overlap[1:, :].sum(axis=1, keepdims=True)
+    pred_area = overlap[:, 1:].sum(axis=0, keepdims=True)
+    union = gt_area + pred_area - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jaccard = intersection / union
+    jaccard[union == 0] = 1.0
+    return jaccard
+
+
+def jaccard(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None) -> float:
+    """J of one object in one frame: `gt`, `pred` and optional `void` are (H, W) bool masks."""
+    keep = np.ones(gt.shape, bool) if void is None else ~void
+    union = np.count_nonzero((gt | pred) & keep)
+    if union == 0:
+        return 1.0
+    return np.count_nonzero(gt & pred & keep) / union

@@ -1,0 +1,68 @@
+"""Shared fixtures: label PNGs written in the DAVIS on-disk format."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# The DAVIS / PASCAL VOC colour map: label i gets the colour from the bits of i.
+def davis_palette() -> list[int]:
+    palette = []
+    for label in range(256):
+        red = green = blue = 0
+        value = label
+        for shift in range(7, -1, -1):
+            red |= ((value >> 0) & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+PALETTE = davis_palette()
+
+
+def write_label_png(path: Path, labels: np.ndarray, mode: str = "P") -> Path:
+    """Write an (H, W) label map as an indexed PNG with the DAVIS palette (or grey, mode "L")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
+    if mode == "P":
+        image = image.convert("P")
+        image.putpalette(PALETTE)
+    image.save(path)
+    return path
+
+
+def write_sequence(root: Path, name: str, frames: np.ndarray, mode: str = "P") -> None:
+    """Write (T, H, W) labels as root/name/00000.png …"""
+    for index, labels in enumerate(frames):
+        write_label_png(root / name / f"{index:05d}.png", labels, mode)
+
+
+def moving_objects(num_frames: int, height: int, width: int, num_objects: int, seed: int,
+                   shift: int = 0) -> np.ndarray:
+    """(T, H, W) uint8 labels: `num_objects` rectangles drifting over the frames."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((num_frames, height, width), np.uint8)
+    for obj in range(1, num_objects + 1):
+        y, x = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        h, w = rng.integers(3, height // 2), rng.integers(3, width // 2)
+        dy, dx = rng.integers(-1, 2, size=2)
+        for t in range(num_frames):
+            top, left = np.clip(y + dy * t + shift, 0, height - 1), np.clip(x + dx * t, 0, width - 1)
+            frames[t, top:top + h, left:left + w] = obj
+    return frames
+
+
+@pytest.fixture
+def davis_folders(tmp_path):
+    """GT and PRED folders of three 8-frame sequences with 2 objects at 60×100."""
+    gt_root, pred_root = tmp_path / "Annotations" / "480p", tmp_path / "pred"
+    for index, name in enumerate(["bear", "camel", "dog"]):
+        gt = moving_objects(8, 60, 100, 2, seed=index)
+        pred = moving_objects(8, 60, 100, 2, seed=index, shift=2)
+        write_sequence(gt_root, name, gt)
+        write_sequence(pred_root, name, pred)
+    return gt_root, pred_root
