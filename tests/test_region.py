@@ -60,3 +60,13 @@ def test_overlap_matrix_equals_per_object_jaccard(gt, pred, void):
     for g in range(1, 4):
         for p in range(1, 4):
             assert matrix[g - 1, p - 1] == jaccard(gt == g, pred == p, void)
+
+
+def test_overlap_beyond_the_exact_histogram_size_uses_exact_counting():
+    gt = np.zeros((4097, 4097), np.uint8)  # more than 2**24 pixels
+    gt[:3000, :] = 1
+    pred = np.zeros_like(gt)
+    pred[1000:, :] = 1
+    overlap = label_overlap(gt, pred, 1, 1)
+    assert overlap[1, 1] == 2000 * 4097 and overlap[0, 0] == 0
+    assert overlap.sum() == gt.size

@@ -4,6 +4,7 @@ J = |gt ∧ pr ∧ ¬void| / |(gt ∨ pr) ∧ ¬void|, and J = 1 when the union 
 One label-pair histogram per frame gives the intersection and union of every object pair at once.
 """
 
+import cv2
 import numpy as np
 
 
@@ -12,20 +13,25 @@ def label_overlap(gt: np.ndarray, pred: np.ndarray, num_gt: int, num_pred: int,
     """Pixel counts of every (gt label, predicted label) pair of one frame.
 
     Args:
-        gt: (H, W) integer labels; values outside 1..num_gt count as background.
-        pred: (H, W) integer labels in 0..num_pred.
+        gt: (H, W) uint8 labels; values outside 1..num_gt count as background.
+        pred: (H, W) uint8 labels in 0..num_pred.
         num_gt, num_pred: the largest object id of each side.
         void: optional (H, W) bool; these pixels are left out of every count.
 
     Returns:
         (num_gt + 1, num_pred + 1) int64 matrix, row = gt label, column = predicted label.
     """
-    gt = np.where(gt <= num_gt, gt, 0).astype(np.int64)
-    pairs = gt * (num_pred + 1) + pred
-    if void is not None:
-        pairs = pairs[~void]
-    counts = np.bincount(pairs.ravel(), minlength=(num_gt + 1) * (num_pred + 1))
-    return counts.reshape(num_gt + 1, num_pred + 1)
+    num_pairs = (num_gt + 1) * (num_pred + 1)
+    # one code per pixel, gt * (num_pred + 1) + pred, through a lookup table on the gt labels
+    row_code = np.arange(256, dtype=np.uint16) * (num_pred + 1)
+    row_code[num_gt + 1:] = 0
+    codes = row_code[gt] + pred.astype(np.uint16)
+    if codes.size < 2**24:  # OpenCV's float32 histogram counts exactly up to 2**24 pixels
+        keep = None if void is None else (~void).view(np.uint8)
+        counts = cv2.calcHist([codes], [0], keep, [num_pairs], [0, num_pairs]).ravel()
+    else:
+        counts = np.bincount((codes if void is None else codes[~void]).ravel(), minlength=num_pairs)
+    return counts.astype(np.int64).reshape(num_gt + 1, num_pred + 1)
 
 
 def jaccard_from_overlap(overlap: np.ndarray) -> np.ndarray:
