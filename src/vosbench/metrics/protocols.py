@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from vosbench.errors import InputError
 from vosbench.metrics.boundary import boundary_radius, f_measure, mask_boundary
@@ -233,6 +232,8 @@ def _match_proposals(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     `values[m]` has shape (num_pred, num_gt, frames). Returns (proposal indices, GT indices) in
     the order of scipy's `linear_sum_assignment` (ascending proposal index), as the official code.
     """
+    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize is slow to load
+
     if "J" in values and "F" in values:
         score = (np.mean(values["J"], axis=2) + np.mean(values["F"], axis=2)) / 2
     else:
