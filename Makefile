@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TRAINER ?= cpu
 WORKERS ?= 2
 
-.PHONY: help install test test-full bench bench-eval clean
+.PHONY: help install test test-full lint bench bench-eval clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: install  ## run the fast test suite
 
 test-full: install  ## run every test, the slow ones too
 	$(BIN)/python -m pytest -n $(WORKERS) -q -m ""
+
+lint: install  ## check style and common bugs with ruff
+	$(BIN)/ruff check src methods datamodules tests benchmarks
 
 bench: install  ## train and score METHOD on DATA (arrives with the methods)
 	$(BIN)/vosbench bench --method $(METHOD) --data $(DATA) --preset $(PRESET) --trainer $(TRAINER)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+
 # The DAVIS / PASCAL VOC colour map: label i gets the colour from the bits of i.
 def davis_palette() -> list[int]:
     palette = []
@@ -51,7 +52,8 @@ def moving_objects(num_frames: int, height: int, width: int, num_objects: int, s
         h, w = rng.integers(3, height // 2), rng.integers(3, width // 2)
         dy, dx = rng.integers(-1, 2, size=2)
         for t in range(num_frames):
-            top, left = np.clip(y + dy * t + shift, 0, height - 1), np.clip(x + dx * t, 0, width - 1)
+            top = np.clip(y + dy * t + shift, 0, height - 1)
+            left = np.clip(x + dx * t, 0, width - 1)
             frames[t, top:top + h, left:left + w] = obj
     return frames
 

@@ -4,8 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from oracle import f_measure as oracle_f_measure
 from vosbench.metrics.boundary import boundary_f, boundary_map, boundary_radius, disk
+
+from oracle import f_measure as oracle_f_measure
 
 
 @pytest.mark.parametrize("height, width, radius", [
@@ -19,7 +20,8 @@ def test_disk_holds_offsets_within_the_radius():
     element = disk(8)
     assert element.shape == (17, 17)
     assert element[8, 0] and element[0, 8] and not element[0, 0]
-    assert element.sum() == sum(dx * dx + dy * dy <= 64 for dx in range(-8, 9) for dy in range(-8, 9))
+    offsets = range(-8, 9)
+    assert element.sum() == sum(dx * dx + dy * dy <= 64 for dx in offsets for dy in offsets)
 
 
 def test_boundary_map_of_an_inner_square():

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import moving_objects, write_label_png, write_sequence
 from vosbench.cli import main as vosbench_main
+
+from conftest import moving_objects, write_label_png, write_sequence
 
 COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 
@@ -67,10 +68,12 @@ def test_prints_the_official_style_tables(davis_folders, tmp_path, capsys):
 
 def test_sequence_subset_from_a_list_or_a_file(davis_folders, tmp_path):
     gt_root, pred_root = davis_folders
-    run_eval(gt_root, pred_root, tmp_path / "a", "--protocol", "davis2017", "--sequences", "dog,bear")
+    run_eval(gt_root, pred_root, tmp_path / "a", "--protocol", "davis2017",
+             "--sequences", "dog,bear")
     names = tmp_path / "val.txt"
     names.write_text("dog\nbear\n")
-    run_eval(gt_root, pred_root, tmp_path / "b", "--protocol", "davis2017", "--sequences", str(names))
+    run_eval(gt_root, pred_root, tmp_path / "b", "--protocol", "davis2017",
+             "--sequences", str(names))
     for out in ("a", "b"):
         document = json.loads((tmp_path / out / "results.json").read_text())
         assert list(document["sequences"]) == ["dog", "bear"]
@@ -104,7 +107,8 @@ def test_youtube_objects_category_average(davis_folders, tmp_path):
              "--categories", str(categories))
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     j = {s: v["objects"]["1"]["J-Mean"] for s, v in document["sequences"].items()}
-    assert document["global"]["J-Mean"] == pytest.approx(((j["bear"] + j["camel"]) / 2 + j["dog"]) / 2)
+    by_category = ((j["bear"] + j["camel"]) / 2 + j["dog"]) / 2
+    assert document["global"]["J-Mean"] == pytest.approx(by_category)
     assert document["categories"]["animal"]["sequences"] == ["bear", "camel"]
     assert document["global"]["F-Mean"] is None
 
@@ -116,7 +120,7 @@ def test_grayscale_pngs_are_read_like_palette_pngs(tmp_path):
     write_sequence(tmp_path / "gt-palette", "s", gt // 255, mode="P")
     write_sequence(tmp_path / "pred", "s", pred)
     for gt_root in ("gt-grey", "gt-palette"):
-        run_eval(tmp_path / gt_root, tmp_path / "pred", tmp_path / gt_root / ".." / f"out-{gt_root}",
+        run_eval(tmp_path / gt_root, tmp_path / "pred", tmp_path / f"out-{gt_root}",
                  "--protocol", "davis2016", "--no-t")
     assert (tmp_path / "out-gt-grey" / "results.json").read_text() == \
         (tmp_path / "out-gt-palette" / "results.json").read_text()
@@ -221,7 +225,8 @@ def test_unknown_command_lists_the_known_ones(capsys):
 def test_eval_imports_neither_torch_nor_lightning(davis_folders, tmp_path):
     gt_root, pred_root = davis_folders
     code = ("import sys; from vosbench.cli import main; "
-            f"code = main(['eval', '--gt-root', {str(gt_root)!r}, '--pred-root', {str(pred_root)!r},"
+            f"code = main(['eval', '--gt-root', {str(gt_root)!r},"
+            f" '--pred-root', {str(pred_root)!r},"
             f" '--output', {str(tmp_path / 'out')!r}, '--protocol', 'davis2016', '--quiet']); "
             "heavy = [m for m in ('torch', 'pytorch_lightning', 'lightning', 'pandas', 'skimage')"
             " if m in sys.modules]; print(heavy); sys.exit(code or bool(heavy))")

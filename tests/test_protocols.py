@@ -3,10 +3,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import oracle
 from vosbench.errors import InputError
 from vosbench.metrics.protocols import get_protocol, score_sequence
 from vosbench.metrics.summary import global_scores
+
+import oracle
 
 
 def score_video(protocol_name, gt, pred, **kwargs):

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from oracle import statistics as oracle_statistics
 from vosbench.metrics.statistics import decay_bin_edges, statistics
+
+from oracle import statistics as oracle_statistics
 
 
 @pytest.mark.parametrize("length, edges", [

@@ -8,7 +8,7 @@ the same as on the full frame.
 """
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ def boundary_radius(height: int, width: int) -> int:
     return int(np.ceil(BOUNDARY_TOLERANCE * np.linalg.norm((height, width))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def disk(radius: int) -> np.ndarray:
     """(2r+1, 2r+1) uint8 structuring element: every offset with dx² + dy² ≤ r²."""
     offsets = np.arange(-radius, radius + 1)
@@ -74,7 +74,8 @@ def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def _grow(box: tuple[int, int, int, int], before: int, after: int, shape: tuple[int, int]):
-    """Slices of `box` grown by `before` pixels up/left and `after` down/right, clipped to `shape`."""
+    """Slices of `box` grown by `before` pixels up/left and `after` down/right, clipped to
+    `shape`."""
     y0, y1, x0, x1 = box
     return (slice(max(y0 - before, 0), min(y1 + after + 1, shape[0])),
             slice(max(x0 - before, 0), min(x1 + after + 1, shape[1])))
@@ -100,7 +101,8 @@ def mask_boundary(mask: np.ndarray, radius: int) -> Boundary:
     padded[rows.start - dil_rows.start:rows.stop - dil_rows.start,
            cols.start - dil_cols.start:cols.stop - dil_cols.start] = pixels
     dilated = cv2.dilate(padded, disk(radius)).astype(bool)
-    return Boundary(count, (rows.start, cols.start), pixels, (dil_rows.start, dil_cols.start), dilated)
+    return Boundary(count, (rows.start, cols.start), pixels,
+                    (dil_rows.start, dil_cols.start), dilated)
 
 
 def _matched(points: Boundary, region: Boundary) -> int:

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     sequences = read_sequence_names(args.sequences) if args.sequences else None
     categories = read_categories(args.categories) if args.categories else None
     if categories is not None and protocol.aggregate != "categories":
-        raise InputError(f"--categories applies to the youtube-objects protocol, not {protocol.name}")
+        raise InputError(f"--categories applies to the youtube-objects protocol, not "
+                         f"{protocol.name}")
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
     scores = score_folders(protocol, args.gt_root, args.pred_root, sequences=sequences,

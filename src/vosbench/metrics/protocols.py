@@ -13,8 +13,8 @@
 implementation behind the folder evaluation (`vosbench eval`) and the training loops.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -112,7 +112,8 @@ class SequenceScores:
 
     @property
     def t_mean(self) -> float | None:
-        """Mean T over the sequence's objects (NaN if no pair had a polygon); None if not computed."""
+        """Mean T over the sequence's objects (NaN if no pair had a polygon); None if not
+        computed."""
         means = [obj.stats["T-Mean"] for obj in self.objects if "T-Mean" in obj.stats]
         return nanmean(np.array(means)) if means else None
 
@@ -152,8 +153,8 @@ def _check_shapes(name: str, gt: Sequence[np.ndarray], pred: Sequence[np.ndarray
                          f"{len(pred)} predicted frames")
     for gt_frame, pred_frame, frame in zip(gt, pred, frame_names):
         if pred_frame.shape != gt_frame.shape:
-            raise InputError(f"sequence {name!r}: prediction {frame} is {_size(pred_frame)} but the "
-                             f"ground truth is {_size(gt_frame)}")
+            raise InputError(f"sequence {name!r}: prediction {frame} is {_size(pred_frame)} but "
+                             f"the ground truth is {_size(gt_frame)}")
 
 
 def _size(labels: np.ndarray) -> str:
@@ -232,7 +233,9 @@ def _match_proposals(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     `values[m]` has shape (num_pred, num_gt, frames). Returns (proposal indices, GT indices) in
     the order of scipy's `linear_sum_assignment` (ascending proposal index), as the official code.
     """
-    from scipy.optimize import linear_sum_assignment  # imported here: scipy.optimize is slow to load
+    from scipy.optimize import (
+        linear_sum_assignment,  # imported here: scipy.optimize is slow to load
+    )
 
     if "J" in values and "F" in values:
         score = (np.mean(values["J"], axis=2) + np.mean(values["F"], axis=2)) / 2

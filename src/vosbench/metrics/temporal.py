@@ -22,8 +22,8 @@ followed edge by edge in plain Python, everything per sample pair (shape context
 bin by bin, the shortest path by anti-diagonals) is vectorised.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
