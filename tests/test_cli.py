@@ -243,3 +243,16 @@ def test_console_script_is_installed(davis_folders, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Global results for davis2017" in result.stdout
+
+
+def test_t_per_object_on_request_for_multi_object_protocols(davis_folders, tmp_path):
+    gt_root, pred_root = davis_folders
+    run_eval(gt_root, pred_root, tmp_path / "out", "--protocol", "davis2017", "--t")
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    bear = document["sequences"]["bear"]
+    assert bear["T"] is None  # T pairs are per object here
+    assert all(len(obj["T"]) == 5 for obj in bear["objects"].values())
+    object_means = [obj["T-Mean"] for obj in bear["objects"].values()]
+    assert bear["T-Mean"] == pytest.approx(np.mean(object_means))
+    with open(tmp_path / "out" / "per-sequence_results.csv") as stream:
+        assert all(row["T-Mean"] for row in csv.DictReader(stream))
