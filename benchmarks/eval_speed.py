@@ -213,7 +213,8 @@ def render(objects: list[SceneObject], t: int, perturb=None) -> np.ndarray:
     for obj in sorted(objects, key=lambda o: -o.depth_at(t)):
         kwargs = perturb(obj) if perturb else ({} if obj.visible(t) else None)
         if kwargs is not None:
-            cv2.fillPoly(label, obj.polygons(t, **kwargs), obj.obj_id)
+            for polygon in obj.polygons(t, **kwargs):  # one call each: fillPoly is even-odd
+                cv2.fillPoly(label, [polygon], obj.obj_id)
     return label
 
 
@@ -262,15 +263,15 @@ class PredictionModel:
             return {
                 "shift": 0.25 * bad * size * np.sin(0.07 * t + phase),
                 "grow": 0.15 * bad * size * np.sin(0.05 * t + phase[0]) + rng.normal(0, 1.0),
-                "jitter": smooth_noise(rng, 0.02 + 0.05 * bad),
+                "jitter": smooth_noise(rng, 0.015 + 0.04 * bad),
             }
 
         return perturb
 
 
 def smooth_noise(rng: np.random.Generator, scale: float) -> np.ndarray:
-    """Random radial boundary noise (harmonics 6-20) of relative amplitude ~scale."""
-    k = np.arange(6, 21)[:, None]
+    """Random radial boundary noise (harmonics 6-14) of relative amplitude ~scale."""
+    k = np.arange(6, 15)[:, None]
     amp = rng.normal(0, scale, (len(k), 1)) / np.sqrt(len(k))
     return (amp * np.cos(k * ANGLES + rng.uniform(0, 2 * np.pi, (len(k), 1)))).sum(axis=0)
 
@@ -435,3 +436,354 @@ def ensure_dataset(spec: DatasetSpec, work_dir: Path, seed: int, workers: int) -
         f"written to {root} in {time.perf_counter() - start:.1f} s"
     )
     return manifest
+
+
+# ---------------------------------------------------------------------------
+# Timing and cross-check
+# ---------------------------------------------------------------------------
+
+
+def reference_python(work_dir: Path) -> Path:
+    """The python of the benchmark's own venv with vos-benchmark, created on first use."""
+    venv = work_dir / "venv-vosbenchmark"
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import vos_benchmark.benchmark"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"[setup] creating {venv} with {REFERENCE_REQUIREMENT}")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    install = [str(python), "-m", "pip", "install", "--quiet", REFERENCE_REQUIREMENT]
+    if subprocess.run(install).returncode != 0:
+        raise BenchmarkError(f"could not install {REFERENCE_REQUIREMENT} into {venv}")
+    return python
+
+
+def timed(command: list[str], repeats: int) -> list[float]:
+    """Wall-clock seconds of each of `repeats` runs of a command (which must succeed)."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        seconds.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise BenchmarkError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return seconds
+
+
+def vosbench_command(vosbench: Path, data: Path, gt_name: str, protocol: str, workers: int,
+                     out: Path, with_t: bool) -> list[str]:
+    """`vosbench eval` on a generated data set (GT folder data/gt_name)."""
+    return [
+        str(vosbench), "eval",
+        "--gt-root", str(data / gt_name),
+        "--pred-root", str(data / "Predictions"),
+        "--protocol", protocol,
+        "--output", str(out),
+        "--workers", str(workers),
+        "--sequences", str(data / "ImageSets" / "val.txt"),
+        "--t" if with_t else "--no-t",
+    ]
+
+
+def reference_command(python: Path, gt_root: Path, mask_root: Path, workers: int,
+                      out_json: Path) -> list[str]:
+    """vos-benchmark's `benchmark()` (DAVIS 2017 semi-supervised: first and last frame skipped)."""
+    return [str(python), "-c", REFERENCE_DRIVER, str(gt_root), str(mask_root), str(workers),
+            str(out_json)]
+
+
+@dataclass
+class Run:
+    """One evaluator command with its own run folder, emptied before every run."""
+
+    command: list[str]
+    run_dir: Path
+    link_predictions: Path | None = None  # vos-benchmark: predictions to link into run_dir/masks
+
+    def __call__(self) -> float:
+        """Empty run_dir, run the command (log in run_dir/log.txt); wall-clock seconds.
+
+        vos-benchmark writes results.csv into its mask folder: it gets a folder of links
+        to the predicted sequences, so that file lands in run_dir, not in the data set.
+        """
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        if self.link_predictions:
+            masks = self.run_dir / "masks"
+            masks.mkdir()
+            for seq in sorted(self.link_predictions.iterdir()):
+                (masks / seq.name).symlink_to(seq.resolve(), target_is_directory=True)
+        return run_logged(self.command, self.run_dir / "log.txt")
+
+
+def vosbench_run(vosbench: Path, data: Path, gt_name: str, protocol: str, workers: int,
+                 run_dir: Path, with_t: bool) -> Run:
+    """`vosbench eval` writing to run_dir/out."""
+    return Run(vosbench_command(vosbench, data, gt_name, protocol, workers, run_dir / "out", with_t),
+               run_dir)
+
+
+def reference_run(python: Path, data: Path, gt_name: str, workers: int, run_dir: Path) -> Run:
+    """vos-benchmark writing its per-object means to run_dir/results.json."""
+    cmd = reference_command(python, data / gt_name, run_dir / "masks", workers,
+                            run_dir / "results.json")
+    return Run(cmd, run_dir, link_predictions=data / "Predictions")
+
+
+@dataclass
+class Timing:
+    """One timed configuration and its measured runs."""
+
+    dataset: str
+    tool: str
+    what: str
+    workers: int
+    frames: int
+    run: Run
+    seconds: list[float]
+
+    def summary(self) -> dict:
+        """JSON-ready figures of this configuration."""
+        return {
+            "dataset": self.dataset, "tool": self.tool, "what": self.what,
+            "workers": self.workers, "frames": self.frames,
+            "command": self.run.command,
+            "seconds": [round(s, 3) for s in self.seconds],
+            "best_s": round(min(self.seconds), 3),
+            "median_s": round(statistics.median(self.seconds), 3),
+        }
+
+
+# ---------------------------------------------------------------------------
+# Cross-check of per-object J and F means
+# ---------------------------------------------------------------------------
+
+AGREE = "agree"
+REASONS = {
+    AGREE: "present in frame 1 of GT or prediction, no void: both must agree",
+    "absent": "absent from every evaluated GT frame: vos-benchmark does not report it",
+    "late": "absent from frame 1 of GT and prediction: vos-benchmark only scores frames "
+            "from its first appearance",
+    "void": "sequence has void pixels: vos-benchmark scores them as background "
+            "(DAVIS leaves them out)",
+    "void-object": "GT label 255 (void): vos-benchmark reports it as an object",
+}
+
+
+def vosbench_means(results_json: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """(sequence, object id) -> (J-Mean, F-Mean) from vosbench's results.json."""
+    results = json.loads(results_json.read_text())
+    return {
+        (seq, obj): (scores["J-Mean"], scores["F-Mean"])
+        for seq, entry in results["sequences"].items()
+        for obj, scores in entry["objects"].items()
+    }
+
+
+def reference_means(results_json: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """(sequence, object id) -> (J, F) means of vos-benchmark, rescaled from % to 0..1."""
+    results = json.loads(results_json.read_text())
+    return {
+        (seq, obj): (scores["J"] / 100, scores["F"] / 100)
+        for seq, objects in results.items()
+        for obj, scores in objects.items()
+    }
+
+
+def expected_difference(manifest: dict, seq: str, obj: str, with_void: bool) -> str:
+    """Why vosbench (DAVIS 2017) and vos-benchmark may differ on this object, or AGREE."""
+    info = manifest["sequences"][seq]
+    if obj == str(VOID):
+        return "void-object"
+    if int(obj) not in info["in_evaluated_gt"]:
+        return "absent"
+    if info["first_evaluated_frame"][obj] != 1:
+        return "late"
+    if with_void and info["void_pixels"] > 0:
+        return "void"
+    return AGREE
+
+
+def compare(ours: dict, reference: dict, manifest: dict, with_void: bool) -> dict:
+    """Group the objects of both tools by expected difference and measure the gaps.
+
+    Returns {"groups": {reason: {...}}, "unexpected": [...]}; unexpected lists objects
+    that should agree but do not, or that one tool reports without a known reason.
+    """
+    groups: dict[str, dict] = {}
+    unexpected = []
+    for seq, obj in sorted(set(ours) | set(reference)):
+        reason = expected_difference(manifest, seq, obj, with_void)
+        group = groups.setdefault(reason, {"objects": 0, "max_abs_dJ": 0.0, "max_abs_dF": 0.0,
+                                           "explanation": REASONS[reason]})
+        group["objects"] += 1
+        in_ours, in_reference = (seq, obj) in ours, (seq, obj) in reference
+        only_reference_expected = reason in ("void-object", "void")
+        only_ours_expected = reason in ("absent", "void")
+        if in_ours and in_reference:
+            d_j = abs(ours[seq, obj][0] - reference[seq, obj][0])
+            d_f = abs(ours[seq, obj][1] - reference[seq, obj][1])
+            group["max_abs_dJ"] = max(group["max_abs_dJ"], d_j)
+            group["max_abs_dF"] = max(group["max_abs_dF"], d_f)
+            if reason == AGREE and max(d_j, d_f) > CROSS_CHECK_TOLERANCE:
+                unexpected.append(f"{seq} object {obj}: |dJ| = {d_j:.3g}, |dF| = {d_f:.3g}")
+        elif not (in_ours and only_ours_expected or in_reference and only_reference_expected):
+            tool = "vosbench" if in_ours else "vos-benchmark"
+            unexpected.append(f"{seq} object {obj}: reported by {tool} only ({reason})")
+    return {"groups": groups, "unexpected": unexpected}
+
+
+def print_comparison(title: str, comparison: dict) -> None:
+    """Print the groups of one comparison, then any unexpected difference."""
+    print(f"\n{title}")
+    for reason, group in comparison["groups"].items():
+        print(f"  {reason:<12} {group['objects']:>3} objects  max|dJ| {group['max_abs_dJ']:.2e}  "
+              f"max|dF| {group['max_abs_dF']:.2e}  ({group['explanation']})")
+    for line in comparison["unexpected"]:
+        print(f"  UNEXPECTED: {line}")
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=Path(__file__).parent / ".work",
+                        help="data sets, runs, the vos-benchmark venv and eval_speed.json")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes of both evaluators (and of the generator)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated data sets")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each configuration")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="time only vosbench: no vos-benchmark venv, ratio or cross-check")
+    args = parser.parse_args()
+    if args.workers < 1 or args.repeats < 1:
+        parser.error("--workers and --repeats must be at least 1")
+    return args
+
+
+def measure(timings: list[Timing], repeats: int) -> None:
+    """Run every configuration `repeats` times, interleaved so drifts hit all alike."""
+    for repeat in range(1, repeats + 1):
+        for timing in timings:
+            timing.seconds.append(timing.run_once())
+            print(f"[time] run {repeat}/{repeats}: {timing.dataset} {timing.tool} "
+                  f"({timing.what}): {timing.seconds[-1]:.2f} s")
+
+
+def report(timings: list[Timing], args: argparse.Namespace) -> dict:
+    """Print the timing table and return the figures for the JSON file."""
+    rows = [t.summary() for t in timings]
+    print(f"\n{'data set':<9}{'frames':>7}  {'tool':<14}{'what':<20}{'workers':>8}"
+          f"{'best s':>9}{'median s':>10}  runs")
+    for r in rows:
+        print(f"{r['dataset']:<9}{r['frames']:>7}  {r['tool']:<14}{r['what']:<20}{r['workers']:>8}"
+              f"{r['best_s']:>9.2f}{r['median_s']:>10.2f}  {len(r['seconds'])}")
+    figures = {"timings": rows}
+    by_tool = {(r["dataset"], r["tool"]): r for r in rows}
+    if not args.skip_reference:
+        ours, theirs = by_tool["davis17", "vosbench"], by_tool["davis17", "vos-benchmark"]
+        figures["ratio_vos_benchmark_over_vosbench"] = {
+            "best": round(theirs["best_s"] / ours["best_s"], 3),
+            "median": round(theirs["median_s"] / ours["median_s"], 3),
+        }
+        print(f"\nvos-benchmark / vosbench on davis17 ({args.workers} workers): "
+              f"{figures['ratio_vos_benchmark_over_vosbench']['best']:.2f}x (best), "
+              f"{figures['ratio_vos_benchmark_over_vosbench']['median']:.2f}x (median)")
+    davis16 = by_tool["davis16", "vosbench"]
+    passed = davis16["median_s"] <= DAVIS16_TARGET_S
+    figures["davis16_target"] = {"target_s": DAVIS16_TARGET_S, "median_s": davis16["median_s"],
+                                 "passed": passed}
+    print(f"davis16 20x50 J+F+T: {davis16['median_s']:.2f} s (median) against the "
+          f"{DAVIS16_TARGET_S:.0f} s target: {'PASS' if passed else 'FAIL'}")
+    return figures
+
+
+def cross_check(vosbench: Path, reference_python: Path, data: Path, manifest: dict, runs: Path,
+                workers: int) -> dict:
+    """Compare per-object J/F means of both tools, on the void-free GT copy and on the real GT.
+
+    On the void-free copy every object present in frame 1 must agree to 1e-6; the rest
+    differ for the documented reasons of vos-benchmark. The real GT (timed runs) is
+    compared too, to show the effect of void pixels.
+    """
+    novoid_ours = runs / "vosbench-davis17-novoid"
+    novoid_reference = runs / "vos-benchmark-davis17-novoid"
+    shutil.rmtree(novoid_ours, ignore_errors=True)
+    novoid_ours.mkdir(parents=True)
+    cmd = vosbench_command(vosbench, data, "davis2017", workers, novoid_ours / "out", False)
+    cmd[cmd.index("--gt-root") + 1] = str(data / "Annotations-novoid")
+    run_logged(cmd, novoid_ours / "log.txt")
+    reference_runner(reference_python, data, "Annotations-novoid", workers, novoid_reference)()
+
+    checks = {
+        "void_free_gt": compare(vosbench_means(novoid_ours / "out" / "results.json"),
+                                reference_means(novoid_reference / "results.json"),
+                                manifest, with_void=False),
+        "gt_with_void": compare(vosbench_means(runs / "vosbench-davis17" / "out" / "results.json"),
+                                reference_means(runs / "vos-benchmark-davis17" / "results.json"),
+                                manifest, with_void=True),
+    }
+    print_comparison("Cross-check, per-object J/F means, vosbench davis2017 vs vos-benchmark, on a "
+                     "copy of davis17 with void pixels set to background:", checks["void_free_gt"])
+    print_comparison("The same on davis17 as timed (with void pixels):", checks["gt_with_void"])
+    return checks
+
+
+def main() -> int:
+    """Generate, time, cross-check, report; exit status 1 on a failed target or check."""
+    args = parse_args()
+    work_dir = args.work_dir.resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    vosbench = find_vosbench()
+    reference_python = None if args.skip_reference else ensure_reference_venv(work_dir)
+    manifests = {name: ensure_dataset(spec, work_dir, args.seed, args.workers)
+                 for name, spec in DATASETS.items()}
+    d17, d16 = work_dir / "davis17", work_dir / "davis16"
+    runs = work_dir / "runs"
+    w = args.workers
+
+    timings = [Timing("davis17", "vosbench", "davis2017 --no-t", w, manifests["davis17"]["frames"],
+                      vosbench_runner(vosbench, d17, "davis2017", w, runs / "vosbench-davis17",
+                                      with_t=False), [])]
+    if reference_python:
+        timings.append(Timing("davis17", "vos-benchmark", "J, F", w,
+                              manifests["davis17"]["frames"],
+                              reference_runner(reference_python, d17, "Annotations", w,
+                                               runs / "vos-benchmark-davis17"), []))
+    timings.append(Timing("davis16", "vosbench", "davis2016 J, F, T", w,
+                          manifests["davis16"]["frames"],
+                          vosbench_runner(vosbench, d16, "davis2016", w,
+                                          runs / "vosbench-davis16", with_t=True), []))
+    measure(timings, args.repeats)
+    figures = report(timings, args)
+
+    failed = not figures["davis16_target"]["passed"]
+    if reference_python:
+        figures["cross_check"] = cross_check(vosbench, reference_python, d17, manifests["davis17"],
+                                             runs, w)
+        failed = failed or any(c["unexpected"] for c in figures["cross_check"].values())
+    else:
+        print("\nvos-benchmark skipped (--skip-reference): no ratio and no cross-check")
+
+    figures["setup"] = {
+        "seed": args.seed, "workers": w, "repeats": args.repeats, "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "reference": None if args.skip_reference else REFERENCE_REQUIREMENT,
+        "commands": {t.dataset + " " + t.tool: t.what for t in timings},
+    }
+    out = work_dir / "eval_speed.json"
+    out.write_text(json.dumps(figures, indent=1))
+    print(f"\nwritten to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchmarkError as error:
+        sys.exit(f"eval_speed: error: {error}")

@@ -36,8 +36,8 @@ def test_void_pixels_leave_both_counts():
 
 
 def test_overlap_matrix_counts_every_label_pair():
-    gt = np.array([[0, 1, 1, 2, 255, 7]])  # 7 > num_gt counts as background
-    pred = np.array([[1, 1, 0, 2, 2, 0]])
+    gt = np.array([[0, 1, 1, 2, 255, 7]], np.uint8)  # 7 > num_gt counts as background
+    pred = np.array([[1, 1, 0, 2, 2, 0]], np.uint8)
     overlap = label_overlap(gt, pred, num_gt=2, num_pred=2)
     expected = np.zeros((3, 3), int)
     expected[0, 1] = 1  # gt 0, pred 1

@@ -100,7 +100,7 @@ def mask_boundary(mask: np.ndarray, radius: int) -> Boundary:
     padded = np.zeros((dil_rows.stop - dil_rows.start, dil_cols.stop - dil_cols.start), np.uint8)
     padded[rows.start - dil_rows.start:rows.stop - dil_rows.start,
            cols.start - dil_cols.start:cols.stop - dil_cols.start] = pixels
-    dilated = cv2.dilate(padded, disk(radius)).astype(bool)
+    dilated = cv2.dilate(padded, disk(radius)).view(bool)  # 0/1 bytes are valid bools
     return Boundary(count, (rows.start, cols.start), pixels,
                     (dil_rows.start, dil_cols.start), dilated)
 

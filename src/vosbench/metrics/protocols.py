@@ -157,6 +157,19 @@ def _check_shapes(name: str, gt: Sequence[np.ndarray], pred: Sequence[np.ndarray
                              f"the ground truth is {_size(gt_frame)}")
 
 
+def _as_labels(frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+    """The frames as uint8 label maps (a no-op for uint8 input)."""
+    labels = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8:
+            if frame.size and (frame.min() < 0 or frame.max() > 255):
+                raise ValueError(f"{what} labels must lie in 0..255")
+            frame = frame.astype(np.uint8)
+        labels.append(frame)
+    return labels
+
+
 def _size(labels: np.ndarray) -> str:
     return "x".join(str(n) for n in labels.shape[1::-1]) if labels.ndim == 2 else str(labels.shape)
 
@@ -180,6 +193,7 @@ def score_sequence(protocol: Protocol, gt: Sequence[np.ndarray], pred: Sequence[
         SequenceScores with per-frame J/F (and per-pair T) for each GT object.
     """
     frame_names = list(frame_names or [f"{i:05d}" for i in range(len(gt))])
+    gt, pred = _as_labels(gt, "ground truth"), _as_labels(pred, "prediction")
     _check_shapes(name, gt, pred, frame_names)
     if not gt:
         raise InputError(f"sequence {name!r}: no frame to evaluate")
