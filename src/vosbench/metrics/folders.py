@@ -150,13 +150,15 @@ def score_folders(protocol: Protocol, gt_root: str | Path, pred_root: str | Path
         context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
                                  initializer=_worker_init) as pool:
-            futures = [pool.submit(score_sequence_folder, job) for job in jobs]
-            for future in futures:
+            # longest sequences first, so that no worker is left with a long one at the end
+            longest_first = sorted(jobs, key=lambda job: -len(list(job.gt_dir.glob("*.png"))))
+            futures = {job.name: pool.submit(score_sequence_folder, job) for job in longest_first}
+            for future in futures.values():
                 future.add_done_callback(lambda _: bar.update())
             try:
-                return [future.result() for future in futures]
+                return [futures[job.name].result() for job in jobs]
             except BaseException:
-                for future in futures:
+                for future in futures.values():
                     future.cancel()
                 raise
     finally:
