@@ -157,14 +157,14 @@ def _check_shapes(name: str, gt: Sequence[np.ndarray], pred: Sequence[np.ndarray
                              f"the ground truth is {_size(gt_frame)}")
 
 
-def _as_labels(frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+def _as_labels(name: str, frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
     """The frames as uint8 label maps (a no-op for uint8 input)."""
     labels = []
     for frame in frames:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8:
             if frame.size and (frame.min() < 0 or frame.max() > 255):
-                raise ValueError(f"{what} labels must lie in 0..255")
+                raise InputError(f"sequence {name!r}: {what} labels must lie in 0..255")
             frame = frame.astype(np.uint8)
         labels.append(frame)
     return labels
@@ -193,7 +193,7 @@ def score_sequence(protocol: Protocol, gt: Sequence[np.ndarray], pred: Sequence[
         SequenceScores with per-frame J/F (and per-pair T) for each GT object.
     """
     frame_names = list(frame_names or [f"{i:05d}" for i in range(len(gt))])
-    gt, pred = _as_labels(gt, "ground truth"), _as_labels(pred, "prediction")
+    gt, pred = _as_labels(name, gt, "ground-truth"), _as_labels(name, pred, "predicted")
     _check_shapes(name, gt, pred, frame_names)
     if not gt:
         raise InputError(f"sequence {name!r}: no frame to evaluate")
@@ -247,9 +247,8 @@ def _match_proposals(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     `values[m]` has shape (num_pred, num_gt, frames). Returns (proposal indices, GT indices) in
     the order of scipy's `linear_sum_assignment` (ascending proposal index), as the official code.
     """
-    from scipy.optimize import (
-        linear_sum_assignment,  # imported here: scipy.optimize is slow to load
-    )
+    # imported here: scipy.optimize takes a third of a second to load, and only this needs it
+    from scipy.optimize import linear_sum_assignment
 
     if "J" in values and "F" in values:
         score = (np.mean(values["J"], axis=2) + np.mean(values["F"], axis=2)) / 2
