@@ -4,42 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-
-# The DAVIS / PASCAL VOC colour map: label i gets the colour from the bits of i.
-def davis_palette() -> list[int]:
-    palette = []
-    for label in range(256):
-        red = green = blue = 0
-        value = label
-        for shift in range(7, -1, -1):
-            red |= ((value >> 0) & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette += [red, green, blue]
-    return palette
-
-
-PALETTE = davis_palette()
-
-
-def write_label_png(path: Path, labels: np.ndarray, mode: str = "P") -> Path:
-    """Write an (H, W) label map as an indexed PNG with the DAVIS palette (or grey, mode "L")."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
-    if mode == "P":
-        image = image.convert("P")
-        image.putpalette(PALETTE)
-    image.save(path)
-    return path
+from vosbench.io import write_label_png
 
 
 def write_sequence(root: Path, name: str, frames: np.ndarray, mode: str = "P") -> None:
-    """Write (T, H, W) labels as root/name/00000.png …"""
+    """Write (T, H, W) labels as root/name/00000.png … (palette, or grey with mode "L")."""
     for index, labels in enumerate(frames):
-        write_label_png(root / name / f"{index:05d}.png", labels, mode)
+        write_label_png(root / name / f"{index:05d}.png", labels, grayscale=mode == "L")
 
 
 def moving_objects(num_frames: int, height: int, width: int, num_objects: int, seed: int,

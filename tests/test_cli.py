@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from vosbench.cli import main as vosbench_main
+from vosbench.io import write_label_png
 
-from conftest import moving_objects, write_label_png, write_sequence
+from conftest import moving_objects, write_sequence
 
 COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 

@@ -44,6 +44,38 @@ def read_label_png(path: str | Path) -> np.ndarray:
     return labels
 
 
+def davis_palette() -> list[int]:
+    """The colour map of DAVIS (and PASCAL VOC) label PNGs: 256 RGB triples, flattened.
+
+    Label i gets its colour from the bits of i, three at a time (red, green, blue), from the
+    highest bit of each channel down: 1 → (128, 0, 0), 2 → (0, 128, 0), 255 → (224, 224, 192).
+    """
+    palette = []
+    for label in range(256):
+        rgb = [0, 0, 0]
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((label >> (3 * bit + channel)) & 1) << (7 - bit)
+        palette.extend(rgb)
+    return palette
+
+
+DAVIS_PALETTE = davis_palette()
+
+
+def write_label_png(path: str | Path, labels: np.ndarray, grayscale: bool = False) -> Path:
+    """Write an (H, W) uint8 label map as an indexed PNG with the DAVIS palette (or as an 8-bit
+    grayscale PNG, the format of DAVIS 2016 ground truth); parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="L")
+    if not grayscale:
+        image = image.convert("P")
+        image.putpalette(DAVIS_PALETTE)
+    image.save(path)
+    return path
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename: never a half-written file."""
     path = Path(path)
