@@ -257,3 +257,10 @@ def test_t_per_object_on_request_for_multi_object_protocols(davis_folders, tmp_p
     assert bear["T-Mean"] == pytest.approx(np.mean(object_means))
     with open(tmp_path / "out" / "per-sequence_results.csv") as stream:
         assert all(row["T-Mean"] for row in csv.DictReader(stream))
+
+
+def test_ground_truth_frames_of_different_sizes(davis_folders, tmp_path, capsys):
+    gt_root, pred_root = davis_folders
+    write_label_png(gt_root / "camel" / "00004.png", np.zeros((61, 100), np.uint8))
+    expect_error(capsys, base_args(gt_root, pred_root, tmp_path / "out"),
+                 "'camel'", str(gt_root / "camel" / "00004.png"), "100x61", "100x60")

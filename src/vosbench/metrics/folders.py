@@ -14,7 +14,7 @@ import yaml
 
 from vosbench.errors import InputError
 from vosbench.io import read_label_png
-from vosbench.metrics.protocols import Protocol, SequenceScores, score_sequence
+from vosbench.metrics.protocols import Protocol, SequenceScores, score_sequence, size_text
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,14 @@ def score_sequence_folder(job: SequenceJob) -> SequenceScores:
         raise InputError(f"sequence {job.name!r}: {len(gt_files)} ground-truth frame(s) in "
                          f"{job.gt_dir}; protocol {job.protocol.name} scores frames 1..N-2 and "
                          f"needs at least 3")
-    decoded = {0: read_label_png(gt_files[0])}
-    for i in indices:
-        if i not in decoded:
-            decoded[i] = read_label_png(gt_files[i])
-            if decoded[i].shape != decoded[0].shape:
-                raise InputError(f"sequence {job.name!r}: {gt_files[i]} has another size than "
-                                 f"{gt_files[0].name} ({decoded[i].shape} vs {decoded[0].shape})")
+    gt = [read_label_png(gt_files[i]) for i in indices]
+    for i, labels in zip(indices, gt):
+        if labels.shape != gt[0].shape:
+            raise InputError(f"sequence {job.name!r}: {gt_files[i]} is {size_text(labels)} but "
+                             f"{gt_files[indices[0]].name} is {size_text(gt[0])}")
+    # K comes from GT frame 0, decoded for that alone where it is not scored (davis2017)
+    needs_first = indices[0] != 0 and job.protocol.reading != "single"
+    first = read_label_png(gt_files[0]) if needs_first else gt[0]
     pred = []
     for i in indices:
         path = job.pred_dir / gt_files[i].name
@@ -98,8 +99,8 @@ def score_sequence_folder(job: SequenceJob) -> SequenceScores:
                              f"(expected {path})")
         pred.append(read_label_png(path))
     try:
-        return score_sequence(job.protocol, [decoded[i] for i in indices], pred,
-                              job.protocol.num_objects(decoded[0]), name=job.name,
+        return score_sequence(job.protocol, gt, pred, job.protocol.num_objects(first),
+                              name=job.name,
                               frame_names=[gt_files[i].stem for i in indices], with_t=job.with_t)
     except InputError as error:
         raise InputError(f"{error} (predictions in {job.pred_dir})") from None

@@ -153,8 +153,9 @@ def _check_shapes(name: str, gt: Sequence[np.ndarray], pred: Sequence[np.ndarray
                          f"{len(pred)} predicted frames")
     for gt_frame, pred_frame, frame in zip(gt, pred, frame_names):
         if pred_frame.shape != gt_frame.shape:
-            raise InputError(f"sequence {name!r}: prediction {frame} is {_size(pred_frame)} but "
-                             f"the ground truth is {_size(gt_frame)}")
+            raise InputError(f"sequence {name!r}: prediction {frame} is "
+                             f"{size_text(pred_frame)} but the ground truth is "
+                             f"{size_text(gt_frame)}")
 
 
 def _as_labels(name: str, frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
@@ -170,7 +171,8 @@ def _as_labels(name: str, frames: Sequence[np.ndarray], what: str) -> list[np.nd
     return labels
 
 
-def _size(labels: np.ndarray) -> str:
+def size_text(labels: np.ndarray) -> str:
+    """"WxH" of a label map, as image sizes are usually written."""
     return "x".join(str(n) for n in labels.shape[1::-1]) if labels.ndim == 2 else str(labels.shape)
 
 
