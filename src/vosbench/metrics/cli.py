@@ -12,6 +12,13 @@ from vosbench.metrics.protocols import PROTOCOLS, get_protocol
 from vosbench.metrics.summary import report_text, results_document, write_results
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (all cores where the platform cannot tell)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def build_parser(prog: str = "vosbench eval") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -27,7 +34,7 @@ def build_parser(prog: str = "vosbench eval") -> argparse.ArgumentParser:
     parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS),
                         help="which objects and frames are scored, and how they are averaged")
     parser.add_argument("--output", required=True, type=Path, help="folder for the result files")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--workers", type=int, default=available_cores(),
                         help="worker processes, one sequence each (default: available cores)")
     parser.add_argument("--sequences",
                         help="sequences to score: comma-separated names, or a file with one name "
