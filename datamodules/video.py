@@ -72,9 +72,14 @@ class Video:
         if path is None:
             raise InputError(f"video {self.name!r}: frame {self.frame_names[index]} is not "
                              f"annotated")
-        labels = read_label_png(path)
+        labels = self.read_labels(path)
         self._check_size(path, labels.shape)
         return (labels != 0).view(np.uint8) if self.single_object else labels
+
+    def read_labels(self, path: Path) -> np.ndarray:
+        """Decode one annotation file to an (H, W) uint8 label map. Datasets whose annotations
+        are not label PNGs (thresholded JPEGs, PGM/PPM, one folder per object) override this."""
+        return read_label_png(path)
 
     @cached_property
     def first_appearance(self) -> dict[int, int]:
