@@ -4,6 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vosbench.datamodules.davis import davis2016_videos, davis2017_videos
+from vosbench.datamodules.fbms import fbms_videos
 from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
 
@@ -11,6 +12,7 @@ from vosbench.errors import InputError
 READERS: dict[str, tuple[Callable[[Path, str], list[Video]], str]] = {
     "davis2016": (davis2016_videos, "val"),
     "davis2017": (davis2017_videos, "val"),
+    "fbms": (fbms_videos, "test"),
     "synthetic": (lambda root, split: davis2017_videos(root, split, dataset="synthetic"), "val"),
 }
 
