@@ -6,6 +6,7 @@ from pathlib import Path
 from vosbench.datamodules.davis import davis2016_videos, davis2017_videos
 from vosbench.datamodules.fbms import fbms_videos
 from vosbench.datamodules.video import Video
+from vosbench.datamodules.youtube_vos import youtube_vos_videos
 from vosbench.errors import InputError
 
 # dataset name -> (reader(root, split) -> videos, default split)
@@ -14,6 +15,7 @@ READERS: dict[str, tuple[Callable[[Path, str], list[Video]], str]] = {
     "davis2017": (davis2017_videos, "val"),
     "fbms": (fbms_videos, "test"),
     "synthetic": (lambda root, split: davis2017_videos(root, split, dataset="synthetic"), "val"),
+    "youtube-vos": (youtube_vos_videos, "valid"),
 }
 
 
