@@ -191,3 +191,18 @@ def test_valid_object_without_frames(root):
 
 def test_videos_are_hashable(root):
     assert len(set(youtube_vos_videos(root, "valid"))) == 2
+
+
+def test_data_check_reports_youtube_vos(root, capsys):
+    import json
+
+    from vosbench.cli import main as vosbench_main
+
+    assert vosbench_main(["data", "check", "--dataset", "youtube-vos", "--root", str(root),
+                          "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["split"] == "valid"
+    for name, info in summary["sequences"].items():
+        video = next(v for v in youtube_vos_videos(root) if v.name == name)
+        assert info == {"frames": len(video), "annotated": len(video.annotated),
+                        "objects": sorted(video.object_frames), "size": list(video.size)}

@@ -45,7 +45,7 @@ def synth(args: argparse.Namespace) -> None:
 def check(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from vosbench.datamodules.readers import read_videos
+    from vosbench.datamodules.readers import default_split, read_videos
 
     videos = read_videos(args.dataset, args.root, args.split)
     sequences = {}
@@ -55,7 +55,7 @@ def check(args: argparse.Namespace) -> None:
         sequences[video.name] = {"frames": len(video), "annotated": len(video.annotated),
                                  "objects": sorted(video.first_appearance),
                                  "size": list(video.size)}
-    split = args.split or videos[0].split
+    split = args.split or default_split(args.dataset)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "split": split, "sequences": sequences},
                          indent=1))

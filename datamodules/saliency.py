@@ -1,0 +1,67 @@
+"""Reader for the static-image saliency sets used to pre-train on images: MSRA10K and DUTS, each
+image a one-frame `Video` with a 0/1 mask (dataset "saliency").
+
+Release layouts, unzipped side by side under one root:
+  MSRA10K_Imgs_GT/Imgs/<id>.jpg + <id>.png          images and masks in one folder
+  DUTS-TR/DUTS-TR-Image/<name>.jpg, DUTS-TR/DUTS-TR-Mask/<name>.png   (DUTS-TE likewise)
+Masks are grayscale 0/255 with antialiased borders, thresholded at 127. A split names one set
+("msra10k", "duts-tr", "duts-te") or several joined by '+' ("msra10k+duts-tr", the default: the
+two training sets); each video's `split` is the set it comes from.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vosbench.datamodules.binary_masks import read_binary_mask
+from vosbench.datamodules.video import Video, image_size
+from vosbench.errors import InputError
+
+# set name -> (image folder, mask folder), relative to the root
+SETS = {
+    "msra10k": ("MSRA10K_Imgs_GT/Imgs", "MSRA10K_Imgs_GT/Imgs"),
+    "duts-tr": ("DUTS-TR/DUTS-TR-Image", "DUTS-TR/DUTS-TR-Mask"),
+    "duts-te": ("DUTS-TE/DUTS-TE-Image", "DUTS-TE/DUTS-TE-Mask"),
+}
+
+
+@dataclass(frozen=True)
+class SaliencyImage(Video):
+    """One image of a saliency set, as a video of one annotated frame."""
+
+    def read_labels(self, path: Path) -> np.ndarray:
+        """(H, W) uint8 0/1 map of the mask at `path`."""
+        return read_binary_mask(path)
+
+
+def saliency_images(root: str | Path, split: str = "msra10k+duts-tr") -> list[Video]:
+    """The images of one saliency set or of several joined by '+', in set then name order."""
+    root = Path(root)
+    names = split.split("+")
+    unknown = [name for name in names if name not in SETS]
+    if unknown:
+        raise InputError(f"unknown saliency set {unknown[0]!r} in split {split!r}; known: "
+                         f"{', '.join(SETS)} (join several with '+')")
+    return [image for name in names for image in set_images(root, name)]
+
+
+def set_images(root: Path, name: str) -> list[SaliencyImage]:
+    """The images of one set, each paired with the mask of the same stem."""
+    image_dir, mask_dir = (root / folder for folder in SETS[name])
+    images = {path.stem: path for path in sorted(image_dir.glob("*.jpg"))}
+    if not images:
+        raise InputError(f"{image_dir}: no images (expected the {name} release as "
+                         f"{SETS[name][0]}/<name>.jpg with masks {SETS[name][1]}/<name>.png)")
+    masks = {path.stem: path for path in sorted(mask_dir.glob("*.png"))}
+    orphans = sorted(set(masks) - set(images))
+    if orphans:
+        raise InputError(f"{masks[orphans[0]]}: annotation without a frame "
+                         f"(no {image_dir / orphans[0]}.jpg)")
+    missing = [stem for stem in images if stem not in masks]
+    if missing:
+        raise InputError(f"{mask_dir / missing[0]}.png: missing; every image of {name} has a "
+                         f"mask (for {images[missing[0]]})")
+    return [SaliencyImage(stem, "saliency", name, (images[stem],), (masks[stem],),
+                          image_size(images[stem]), single_object=True)
+            for stem in images]
