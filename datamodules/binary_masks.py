@@ -2,11 +2,13 @@
 SegTrack-v2 and the saliency image sets (0 background, 255 foreground, with JPEG ringing or
 antialiased borders in between)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
 
 # Foreground is a grey value above the midpoint (AMC-Net's YouTube-Objects evaluation; clockwork's
@@ -30,6 +32,15 @@ def read_grey(path: Path) -> np.ndarray:
 def read_binary_mask(path: Path) -> np.ndarray:
     """(H, W) uint8 map: 1 where the grey value exceeds THRESHOLD, else 0."""
     return (read_grey(path) > THRESHOLD).view(np.uint8)
+
+
+@dataclass(frozen=True)
+class BinaryMaskVideo(Video):
+    """A video (or a single image) whose annotations are grey images thresholded to one object."""
+
+    def read_labels(self, path: Path) -> np.ndarray:
+        """(H, W) uint8 0/1 map of the mask image at `path`."""
+        return read_binary_mask(path)
 
 
 def images_by_stem(folder: Path) -> dict[str, Path]:

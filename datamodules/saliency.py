@@ -9,12 +9,9 @@ Masks are grayscale 0/255 with antialiased borders, thresholded at 127. A split 
 two training sets); each video's `split` is the set it comes from.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from vosbench.datamodules.binary_masks import read_binary_mask
+from vosbench.datamodules.binary_masks import BinaryMaskVideo
 from vosbench.datamodules.video import Video, image_size
 from vosbench.errors import InputError
 
@@ -24,15 +21,6 @@ SETS = {
     "duts-tr": ("DUTS-TR/DUTS-TR-Image", "DUTS-TR/DUTS-TR-Mask"),
     "duts-te": ("DUTS-TE/DUTS-TE-Image", "DUTS-TE/DUTS-TE-Mask"),
 }
-
-
-@dataclass(frozen=True)
-class SaliencyImage(Video):
-    """One image of a saliency set, as a video of one annotated frame."""
-
-    def read_labels(self, path: Path) -> np.ndarray:
-        """(H, W) uint8 0/1 map of the mask at `path`."""
-        return read_binary_mask(path)
 
 
 def saliency_images(root: str | Path, split: str = "msra10k+duts-tr") -> list[Video]:
@@ -46,7 +34,7 @@ def saliency_images(root: str | Path, split: str = "msra10k+duts-tr") -> list[Vi
     return [image for name in names for image in set_images(root, name)]
 
 
-def set_images(root: Path, name: str) -> list[SaliencyImage]:
+def set_images(root: Path, name: str) -> list[BinaryMaskVideo]:
     """The images of one set, each paired with the mask of the same stem."""
     image_dir, mask_dir = (root / folder for folder in SETS[name])
     images = {path.stem: path for path in sorted(image_dir.glob("*.jpg"))}
@@ -62,6 +50,6 @@ def set_images(root: Path, name: str) -> list[SaliencyImage]:
     if missing:
         raise InputError(f"{mask_dir / missing[0]}.png: missing; every image of {name} has a "
                          f"mask (for {images[missing[0]]})")
-    return [SaliencyImage(stem, "saliency", name, (images[stem],), (masks[stem],),
+    return [BinaryMaskVideo(stem, "saliency", name, (images[stem],), (masks[stem],),
                           image_size(images[stem]), single_object=True)
             for stem in images]

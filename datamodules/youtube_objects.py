@@ -14,26 +14,14 @@ are named "<class>_<vid>" (OnAVOS's names, e.g. "motorbike_0007"), "<class>_<vid
 shot other than 001, and carry their class as `category` for the per-category mean.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from vosbench.datamodules.binary_masks import read_binary_mask
+from vosbench.datamodules.binary_masks import BinaryMaskVideo
 from vosbench.datamodules.video import Video, image_size
 from vosbench.errors import InputError
 
 CLASSES = ("aeroplane", "bird", "boat", "car", "cat", "cow", "dog", "horse", "motorbike", "train")
 SPLITS = ("all", *CLASSES)
-
-
-@dataclass(frozen=True)
-class YouTubeObjectsVideo(Video):
-    """A shot whose labels are thresholded grayscale JPEGs."""
-
-    def read_labels(self, path: Path) -> np.ndarray:
-        """(H, W) uint8 0/1 map of the label JPEG at `path`."""
-        return read_binary_mask(path)
 
 
 def youtube_objects_videos(root: str | Path, split: str = "all") -> list[Video]:
@@ -81,7 +69,7 @@ def numbered_files(folder: Path, prefix: str, digits: int) -> dict[int, Path]:
     return files
 
 
-def shot_video(root: Path, labels_dir: Path, category: str, split: str) -> YouTubeObjectsVideo:
+def shot_video(root: Path, labels_dir: Path, category: str, split: str) -> BinaryMaskVideo:
     """One annotated shot: every v1 frame of the shot, with its label where there is one."""
     shot_dir = labels_dir.parent
     relative = shot_dir.relative_to(root / "youtube_masks")
@@ -100,7 +88,7 @@ def shot_video(root: Path, labels_dir: Path, category: str, split: str) -> YouTu
     vid, shot = shot_dir.parent.parent.name, shot_dir.name
     name = f"{category}_{vid}" if shot == "001" else f"{category}_{vid}_{shot}"
     numbers = sorted(frames)
-    return YouTubeObjectsVideo(name, "youtube-objects", split,
+    return BinaryMaskVideo(name, "youtube-objects", split,
                                tuple(frames[number] for number in numbers),
                                tuple(labels.get(number) for number in numbers),
                                image_size(frames[numbers[0]]), single_object=True,

@@ -71,8 +71,8 @@ def check(args: argparse.Namespace) -> None:
 def summary_text(summary: dict) -> str:
     """One line from the summary that `write_synthetic_dataset` returns."""
     splits = ", ".join(f"{len(names)} {split}" for split, names in summary["splits"].items())
-    return f"{splits} videos, {summary['num_frames']} frames of {summary['size'][1]}x" \
-           f"{summary['size'][0]}"
+    frames = sum(summary["num_frames"].values())
+    return f"{splits} videos, {frames} frames of {summary['size'][1]}x{summary['size'][0]}"
 
 
 def main(argv: list[str] | None = None, prog: str = "vosbench data") -> int:
