@@ -11,7 +11,7 @@ foreground), as the DAVIS 2016 toolkit reads them.
 
 from pathlib import Path
 
-from vosbench.datamodules.video import Video, image_size
+from vosbench.datamodules.video import Video, image_size, pair_by_stem
 from vosbench.errors import InputError
 
 DENSE_SPLITS = ("train", "val", "trainval")  # every frame annotated
@@ -46,16 +46,11 @@ def folder_video(root: Path, name: str, dataset: str, split: str, resolution: st
                          f"00000.jpg …)")
     if not mask_dir.is_dir():
         raise InputError(f"{mask_dir}: annotation folder not found")
-    by_stem = {path.stem: path for path in mask_dir.glob("*.png")}
-    orphans = sorted(set(by_stem) - {path.stem for path in frames})
-    if orphans:
-        raise InputError(f"{by_stem[orphans[0]]}: annotation without a frame "
-                         f"(no {frame_dir / (orphans[0] + '.jpg')})")
-    masks = [by_stem.get(path.stem) for path in frames]
-    if split in DENSE_SPLITS and None in masks:
-        missing = frames[masks.index(None)].stem
-        raise InputError(f"{mask_dir / (missing + '.png')}: missing; split {split!r} annotates "
-                         f"every frame")
+    masks = pair_by_stem({path.stem: path for path in frames},
+                         {path.stem: path for path in mask_dir.glob("*.png")},
+                         frame_dir=frame_dir, frame_suffix=".jpg", mask_dir=mask_dir,
+                         every_frame=(f"split {split!r} annotates every frame"
+                                      if split in DENSE_SPLITS else None))
     return _video(name, dataset, split, frames, masks, single_object)
 
 

@@ -12,7 +12,7 @@ two training sets); each video's `split` is the set it comes from.
 from pathlib import Path
 
 from vosbench.datamodules.binary_masks import BinaryMaskVideo
-from vosbench.datamodules.video import Video, image_size
+from vosbench.datamodules.video import Video, image_size, pair_by_stem
 from vosbench.errors import InputError
 
 # set name -> (image folder, mask folder), relative to the root
@@ -42,14 +42,8 @@ def set_images(root: Path, name: str) -> list[BinaryMaskVideo]:
         raise InputError(f"{image_dir}: no images (expected the {name} release as "
                          f"{SETS[name][0]}/<name>.jpg with masks {SETS[name][1]}/<name>.png)")
     masks = {path.stem: path for path in sorted(mask_dir.glob("*.png"))}
-    orphans = sorted(set(masks) - set(images))
-    if orphans:
-        raise InputError(f"{masks[orphans[0]]}: annotation without a frame "
-                         f"(no {image_dir / orphans[0]}.jpg)")
-    missing = [stem for stem in images if stem not in masks]
-    if missing:
-        raise InputError(f"{mask_dir / missing[0]}.png: missing; every image of {name} has a "
-                         f"mask (for {images[missing[0]]})")
+    pair_by_stem(images, masks, frame_dir=image_dir, frame_suffix=".jpg", mask_dir=mask_dir,
+                 every_frame=f"every image of {name} has a mask")
     return [BinaryMaskVideo(stem, "saliency", name, (images[stem],), (masks[stem],),
                           image_size(images[stem]), single_object=True)
             for stem in images]

@@ -21,7 +21,7 @@ import numpy as np
 
 from vosbench.datamodules.binary_masks import images_by_stem, read_binary_mask
 from vosbench.datamodules.davis import read_name_list
-from vosbench.datamodules.video import VOID_LABEL, Video, image_size
+from vosbench.datamodules.video import VOID_LABEL, Video, image_size, pair_by_stem
 from vosbench.errors import InputError
 
 SPLITS = ("all",)
@@ -68,15 +68,9 @@ def object_folders(gt_dir: Path) -> list[Path]:
 def object_masks(folder: Path, frames: dict[str, Path]) -> dict[str, Path]:
     """The mask files of one object folder by frame stem; every frame needs one."""
     masks = images_by_stem(folder)
-    orphans = sorted(set(masks) - set(frames))
-    if orphans:
-        frame_dir = next(iter(frames.values())).parent
-        raise InputError(f"{masks[orphans[0]]}: annotation without a frame (no "
-                         f"{frame_dir / orphans[0]}.png, .bmp or .jpg)")
-    missing = [stem for stem in frames if stem not in masks]
-    if missing:
-        raise InputError(f"{folder / missing[0]}.png: missing; SegTrack-v2 annotates every frame "
-                         f"(expected a mask of frame {frames[missing[0]].name} in {folder})")
+    pair_by_stem(frames, masks, frame_dir=next(iter(frames.values())).parent,
+                 frame_suffix=".png, .bmp or .jpg", mask_dir=folder,
+                 every_frame="SegTrack-v2 annotates every frame")
     return masks
 
 

@@ -26,6 +26,25 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+def pair_by_stem(frames: dict[str, Path], masks: dict[str, Path], *, frame_dir: Path,
+                 frame_suffix: str, mask_dir: Path, every_frame: str | None = None
+                 ) -> list[Path | None]:
+    """The annotation of each frame (None where there is none), matching file stems.
+
+    frames, masks: stem → file. An annotation without a frame is an error (naming `frame_dir`
+    and `frame_suffix`, e.g. ".jpg", as what was expected); so is a frame without annotation when
+    `every_frame` gives the reason every frame must have one.
+    """
+    orphans = sorted(set(masks) - set(frames))
+    if orphans:
+        raise InputError(f"{masks[orphans[0]]}: annotation without a frame "
+                         f"(no {frame_dir / orphans[0]}{frame_suffix})")
+    missing = [stem for stem in frames if stem not in masks]
+    if every_frame is not None and missing:
+        raise InputError(f"{mask_dir / missing[0]}.png: missing; {every_frame}")
+    return [masks.get(stem) for stem in frames]
+
+
 @dataclass(frozen=True)
 class Video:
     """One video of a dataset. Nothing is decoded until asked for.
