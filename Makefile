@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TRAINER ?= cpu
 WORKERS ?= 2
 
-.PHONY: help install test test-full lint bench bench-eval clean
+.PHONY: help install test test-full lint bench bench-eval bench-loader clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench: install  ## train and score METHOD on DATA (arrives with the methods)
 
 bench-eval: install  ## time `vosbench eval` against vos-benchmark (benchmarks/eval_speed.py)
 	$(BIN)/python benchmarks/eval_speed.py --workers $(WORKERS)
+
+bench-loader: install  ## decoded frames/s of the datamodules at 480p (benchmarks/loader_speed.py)
+	$(BIN)/python benchmarks/loader_speed.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

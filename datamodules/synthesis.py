@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from vosbench.io import write_label_png
 
+# Bump when the generator's output changes: cached copies of the set are keyed by it.
+FORMAT_VERSION = 1
 HEIGHT, WIDTH = 240, 432
 VOID = 255
 SPLIT_CODES = {"train": 0, "val": 1}

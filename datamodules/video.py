@@ -110,6 +110,17 @@ class Video:
                     first.setdefault(label, index)
         return dict(sorted(first.items()))
 
+    def reference_masks(self) -> dict[int, np.ndarray]:
+        """Frame index → (H, W) uint8 labels of the objects that first appear at that frame, all
+        other pixels 0: the masks a semi-supervised method is given. Keys are the first-appearance
+        frames only."""
+        references = {}
+        for index in sorted(set(self.first_appearance.values())):
+            new = [obj for obj, first in self.first_appearance.items() if first == index]
+            labels = self.mask(index)
+            references[index] = np.where(np.isin(labels, new), labels, 0).astype(np.uint8)
+        return references
+
     def check_frames(self) -> None:
         """Raise InputError unless every frame file is a readable image of the video's size
         (reads the image headers only)."""

@@ -7,7 +7,7 @@ import sys
 # subcommand -> (module with a `main(argv, prog)` function, one-line description)
 SUBCOMMANDS = {
     "eval": ("vosbench.metrics.cli", "score predicted label PNGs with J, F and T (DAVIS toolkits)"),
-    "data": ("vosbench.data_commands", "synth: write the synthetic dataset; check: a dataset"),
+    "data": ("vosbench.data_commands", "synth, check, flow: synthetic set, dataset checks, flow"),
 }
 
 

@@ -1,5 +1,5 @@
 """`vosbench data`: dataset utilities. `synth` writes the built-in synthetic dataset, `check`
-validates a dataset folder and prints its summary."""
+validates a dataset folder and prints its summary, `flow` precomputes optical flow."""
 
 import argparse
 import json
@@ -29,6 +29,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     check.add_argument("--root", required=True, type=Path, help="the dataset folder as unzipped")
     check.add_argument("--split", help="split (default: the dataset's validation split)")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    flow = commands.add_parser(
+        "flow", help="precompute the optical flow of a dataset split",
+        description="Compute the forward and backward optical flow of every frame of every "
+                    "video of one split and write it as .flo files to "
+                    "OUT/<dataset>/<method key>/<video>/{forward,backward}/<frame>.flo, the "
+                    "layout a FlowProvider with cache_dir=OUT reads. Files already there are "
+                    "kept, so an interrupted run resumes.")
+    flow.add_argument("--dataset", required=True, help="dataset name, e.g. davis2017")
+    flow.add_argument("--root", required=True, type=Path, help="the dataset folder as unzipped")
+    flow.add_argument("--split", help="split (default: the dataset's validation split)")
+    flow.add_argument("--out", required=True, type=Path, help="flow cache folder to write")
+    flow.add_argument("--method", choices=["farneback", "raft"], default="farneback",
+                      help="estimator (default farneback)")
+    flow.add_argument("--weights", type=Path,
+                      help="RAFT: local file holding the model's state_dict (never downloaded)")
+    flow.add_argument("--arch", choices=["raft_large", "raft_small"], default="raft_large",
+                      help="RAFT architecture of --weights (default raft_large)")
+    flow.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                      help="RAFT device (default cpu)")
+    flow.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
 
@@ -68,6 +88,32 @@ def check(args: argparse.Namespace) -> None:
         print(f"{name:<24} {info['frames']:>6} {info['annotated']:>9} {size:>10}  {objects}")
 
 
+def flow(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from vosbench.datamodules.readers import read_videos
+    from vosbench.flow.provider import FlowProvider
+
+    if args.weights is not None and args.method != "raft":
+        raise InputError("--weights is only read with --method raft")
+    start = time.perf_counter()
+    provider = FlowProvider(args.method, weights=args.weights, arch=args.arch,
+                            cache_dir=args.out, device=args.device)
+    videos = read_videos(args.dataset, args.root, args.split)
+    written = present = 0
+    with tqdm(total=sum(len(video) for video in videos), desc="flow", unit="frame", leave=False,
+              disable=args.quiet or None) as progress:
+        for video in videos:
+            for pairs, new, old in provider.precompute(video):
+                written, present = written + new, present + old
+                progress.update(pairs)
+            progress.update(1)  # the last frame: its flow came with the last pair
+    if not args.quiet:
+        print(f"flow of {len(videos)} videos in {args.out / args.dataset / provider.key}: "
+              f"{written} .flo files written, {present} already present, "
+              f"{time.perf_counter() - start:.1f} s")
+
+
 def summary_text(summary: dict) -> str:
     """One line from the summary that `write_synthetic_dataset` returns."""
     splits = ", ".join(f"{len(names)} {split}" for split, names in summary["splits"].items())
@@ -78,7 +124,7 @@ def summary_text(summary: dict) -> str:
 def main(argv: list[str] | None = None, prog: str = "vosbench data") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
-        {"synth": synth, "check": check}[args.command](args)
+        {"synth": synth, "check": check, "flow": flow}[args.command](args)
     except (InputError, OSError) as error:
         print(f"{prog} {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,182 @@
+"""The LightningDataModules: splits per family, loaders, the synthetic cache, and DDP sharding."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from davis_fixtures import write_davis2017
+from jsonargparse import ArgumentParser
+from youtube_vos_fixtures import write_youtube_vos
+
+from vosbench.datamodules import families
+from vosbench.datamodules.base import VOSDataModule
+from vosbench.datamodules.clip_transform import ClipTransform
+from vosbench.datamodules.clips import Clip, LoadedVideo
+from vosbench.datamodules.families import (
+    DAVIS2017DataModule,
+    SyntheticDataModule,
+    YouTubeObjectsDataModule,
+    YouTubeVOSDataModule,
+)
+from vosbench.datamodules.sampling import SegmentSampler
+from vosbench.datamodules.synthesis import write_synthetic_dataset
+from vosbench.errors import InputError
+from vosbench.flow.provider import FlowProvider
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
+VAL = ["blackswan", "bmx-trees", "breakdance", "camel", "car-roundabout"]
+
+
+@pytest.fixture
+def davis_root(tmp_path):
+    root = tmp_path / "DAVIS"
+    sequences = {"bear": ("train", 6, 20, 1), "boat": ("train", 5, 20, 2),
+                 **{name: ("val", 3 + i, 20, 1 + i % 3) for i, name in enumerate(VAL)}}
+    write_davis2017(root, sequences)
+    return root
+
+
+def test_fit_gives_clip_batches_and_whole_validation_videos(davis_root):
+    data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(3),
+                               transform=ClipTransform((10, 16)), batch_size=2, num_workers=0,
+                               clips_per_epoch=5)
+    data.setup("fit")
+    batches = list(data.train_dataloader())
+    assert [len(batch.video) for batch in batches] == [2, 2, 1]
+    assert all(isinstance(b, Clip) and b.frames.shape[1:] == (3, 3, 10, 16) for b in batches)
+    videos = list(data.val_dataloader())
+    assert all(isinstance(video, LoadedVideo) for video in videos)
+    assert [video.name for video in videos] == VAL
+    assert [tuple(video.frames.shape) for video in videos][:2] == [(3, 3, 12, 20), (4, 3, 12, 20)]
+
+
+def test_loaded_video_moves_to_a_device_through_lightning(davis_root):
+    data = DAVIS2017DataModule(davis_root, num_workers=0)
+    data.setup("test")
+    video = next(iter(data.test_dataloader()))
+    moved = pl.LightningModule().transfer_batch_to_device(video, torch.device("cpu"), 0)
+    assert isinstance(moved, LoadedVideo) and moved.video is video.video
+    assert torch.equal(moved.frames, video.frames)
+
+
+def test_workers_give_the_same_clips_for_the_same_seed(davis_root):
+    def epoch_names():
+        pl.seed_everything(3, workers=True)
+        data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(2),
+                                   transform=ClipTransform((8, 8), flip_probability=0.5),
+                                   batch_size=1, num_workers=2, clips_per_epoch=6)
+        data.setup("fit")
+        loader = data.train_dataloader()
+        return [[(b.video[0], b.indices.tolist(), float(b.frames.sum())) for b in loader]
+                for _ in range(2)]
+
+    first, second = epoch_names(), epoch_names()
+    assert first == second
+    assert first[0] != first[1]  # a new epoch draws new clips
+
+
+def test_flow_reaches_clips_and_videos(davis_root, tmp_path):
+    flow = FlowProvider("farneback", cache_dir=tmp_path / "flow")
+    data = DAVIS2017DataModule(davis_root, transform=ClipTransform((12, 20)), flow=flow,
+                               num_workers=0)
+    data.setup("fit")
+    clip = next(iter(data.train_dataloader()))
+    assert clip.flow.shape == (2, 1, 2, 12, 20) and clip.flow.dtype == torch.float32
+    video = next(iter(data.val_dataloader()))
+    assert video.flow.shape == (3, 2, 12, 20)
+    last = torch.from_numpy(-flow.backward(video.video, 2)).permute(2, 0, 1)
+    assert torch.equal(video.flow[2], last)
+
+
+def test_families_without_a_split_say_which(tmp_path):
+    write_youtube_vos(tmp_path / "ytvos")
+    data = YouTubeVOSDataModule(tmp_path / "ytvos", num_workers=0)
+    data.setup("fit")
+    assert data.val_dataloader() == [] and len(data.videos["train"]) > 0
+    data.setup("test")
+    assert {video.split for video in data.videos["test"]} == {"valid"}
+    with pytest.raises(ValueError, match="youtube-objects has no train split"):
+        YouTubeObjectsDataModule(tmp_path).setup("fit")
+
+
+def test_missing_dataset_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="nowhere: dataset folder not found"):
+        DAVIS2017DataModule(tmp_path / "nowhere").setup("test")
+
+
+def test_synthetic_datamodule_writes_its_cache_once(tmp_path, monkeypatch):
+    calls = []
+
+    def small_set(root, seed, progress):
+        calls.append(root)
+        return write_synthetic_dataset(root, seed, num_train=2, num_val=1, frame_range=(4, 5),
+                                       workers=1)
+
+    monkeypatch.setenv("VOSBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(families, "write_synthetic_dataset", small_set)
+    data = SyntheticDataModule(seed=5, num_workers=0, transform=ClipTransform((24, 40)))
+    assert data.root == tmp_path / "cache" / f"synthetic-v{families.FORMAT_VERSION}-seed5"
+    data.prepare_data()
+    SyntheticDataModule(seed=5).prepare_data()
+    assert calls == [data.root]
+    data.setup("fit")
+    assert len(data.videos["train"]) == 2 and len(data.videos["val"]) == 1
+    assert next(iter(data.train_dataloader())).frames.shape == (2, 1, 3, 24, 40)
+
+
+def test_synthetic_datamodule_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "mine" / "notes.txt").parent.mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        SyntheticDataModule(tmp_path / "mine").prepare_data()
+
+
+def test_ddp_ranks_together_see_every_video_once(davis_root, tmp_path):
+    """Real DDP: two CPU processes with gloo, through Lightning's launcher."""
+    script = Path(__file__).parent / "scripts" / "ddp_video_split.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, str(script), str(davis_root), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in records] == [2, 2]
+    for stage in ("val", "test"):
+        seen = records[0][stage] + records[1][stage]
+        assert sorted(seen) == VAL, stage  # every video once: no padding, no duplicates
+        assert records[0][stage] and records[1][stage]
+    assert all(len(r["train"]) == 1 for r in records)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.stem)
+def test_shipped_data_configs_build_their_datamodule(config):
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(VOSDataModule, "data")
+    data = parser.instantiate(parser.parse_path(config)).data
+    assert isinstance(data, VOSDataModule) and data.batch_size == 2
+    assert data.dataset == config.stem
+
+
+def test_samplers_transforms_and_flow_are_configurable(tmp_path):
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(VOSDataModule, "data")
+    config = tmp_path / "data.yaml"
+    config.write_text(f"""
+data:
+  class_path: vosbench.datamodules.families.SyntheticDataModule
+  init_args:
+    root: {tmp_path / "synthetic"}
+    sampler: {{class_path: vosbench.datamodules.sampling.ConsecutiveSampler,
+              init_args: {{length: 4, reverse_probability: 0.5}}}}
+    transform: {{class_path: vosbench.datamodules.clip_transform.ClipTransform,
+                init_args: {{size: [64, 96], max_rotation: 10, scale_range: [0.75, 1.25]}}}}
+    flow: {{class_path: vosbench.flow.FlowProvider, init_args: {{cache_dir: {tmp_path}}}}}
+""")
+    data = parser.instantiate(parser.parse_path(config)).data
+    assert isinstance(data, SyntheticDataModule) and data.root == tmp_path / "synthetic"
+    assert data.sampler.length == 4 and data.transform.size == (64, 96)
+    assert data.transform.scale_range == (0.75, 1.25) and data.flow.key == "farneback"
