@@ -1,19 +1,25 @@
 """Evaluation protocols: which objects and frames are scored, and how one sequence is scored.
 
-| protocol                 | objects                                  | frames        | measures |
-|--------------------------|------------------------------------------|---------------|----------|
-| davis2016                | one: every nonzero pixel                 | 1 … N−2       | J, F, T  |
-| davis2017                | ids 1..K of GT frame 0, matched by id    | 1 … N−2       | J, F     |
-| davis2017-unsupervised   | ≤ 20 proposals, Hungarian-matched to GT  | all, void out | J, F     |
-| youtube-objects          | one                                      | all annotated | J        |
-| fbms                     | one                                      | all annotated | J, F     |
-| segtrackv2               | one                                      | all annotated | J        |
+| protocol               | objects                               | frames               | measures |
+|------------------------|---------------------------------------|----------------------|----------|
+| davis2016              | one: every nonzero pixel              | 1 … N−2              | J, F, T  |
+| davis2017              | ids 1..K of GT frame 0, matched by id | 1 … N−2              | J, F     |
+| davis2017-unsupervised | ≤ 20 proposals, Hungarian-matched     | all, void out        | J, F     |
+| youtube-objects        | one                                   | all annotated        | J        |
+| fbms                   | one                                   | all annotated        | J, F     |
+| segtrackv2             | one                                   | all annotated        | J        |
+| youtube-vos            | meta.json ids, matched by id          | after 1st appearance | J, F     |
 
 `score_sequence` takes label arrays and returns per-frame values and statistics; it is the one
-implementation behind the folder evaluation (`vosbench eval`) and the training loops.
+implementation behind `vosbench eval` (folders or dataset readers) and the training loops.
+
+youtube-vos scores each object on its own frames: the annotated frames after the first one that
+holds it (that frame's mask is what a semi-supervised method is given; earlier frames have nothing
+to score). `frames_after_first_appearance` finds them and `score_sequence(first_scored=…)` applies
+them; objects are averaged separately over seen and unseen categories (see summary.py).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,10 +39,14 @@ class Protocol:
     """How a benchmark reads objects and frames.
 
     reading: "single" (foreground = any nonzero label), "by-id" (GT object k vs predicted label k,
-    K from GT frame 0) or "proposals" (predicted ids matched to GT objects by the Hungarian method).
+    K from GT frame 0, or for youtube-vos the video's largest object id) or "proposals" (predicted
+    ids matched to GT objects by the Hungarian method).
     skip_ends: the first and last frames are not scored. void: GT label 255 is left out of J and F.
-    aggregate: "objects" (mean over all objects), "categories" (mean over category means) or
-    "sequences" (mean over sequences; the mean over frames is reported beside it).
+    per_object_frames: each object is scored from its own first scored frame on (`first_scored`
+    of `score_sequence`), not on every evaluated frame.
+    aggregate: "objects" (mean over all objects), "categories" (mean over category means),
+    "sequences" (mean over sequences; the mean over frames is reported beside it) or
+    "seen-unseen" (means over the objects of seen and of unseen categories).
     """
 
     name: str
@@ -46,6 +56,7 @@ class Protocol:
     aggregate: str
     void: bool = False
     temporal: bool = False  # T is computed by default (unless the user turns it off)
+    per_object_frames: bool = False
 
     def evaluated_frames(self, num_frames: int) -> range:
         """Indices of the scored frames among the `num_frames` ground-truth frames."""
@@ -68,6 +79,8 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("youtube-objects", "single", skip_ends=False, measures=("J",), aggregate="categories"),
     Protocol("fbms", "single", skip_ends=False, measures=("J", "F"), aggregate="sequences"),
     Protocol("segtrackv2", "single", skip_ends=False, measures=("J",), aggregate="sequences"),
+    Protocol("youtube-vos", "by-id", skip_ends=False, measures=("J", "F"), aggregate="seen-unseen",
+             per_object_frames=True),
 )}
 
 
@@ -80,13 +93,21 @@ def get_protocol(name: str) -> Protocol:
 
 @dataclass
 class ObjectScores:
-    """Per-frame values (None when not computed) and their statistics for one GT object."""
+    """Per-frame values (None when not computed) and their statistics for one GT object.
+
+    first_frame: index, among the sequence's frames, of the first frame scored for this object
+    (0 except for per-object frames). category, seen: youtube-vos only, the object's category and
+    whether it occurs among the training objects (set by the dataset evaluation).
+    """
 
     object_id: int
     J: np.ndarray | None = None
     F: np.ndarray | None = None
     T: np.ndarray | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    first_frame: int = 0
+    category: str | None = None
+    seen: bool | None = None
 
     def summarize(self) -> "ObjectScores":
         """Fill `stats` with Mean/Recall/Decay of J and F and the mean of T."""
@@ -178,22 +199,34 @@ def size_text(labels: np.ndarray) -> str:
 
 def score_sequence(protocol: Protocol, gt: Sequence[np.ndarray], pred: Sequence[np.ndarray],
                    num_objects: int, *, name: str = "sequence",
-                   frame_names: Sequence[str] | None = None, with_t: bool | None = None
-                   ) -> SequenceScores:
+                   frame_names: Sequence[str] | None = None, with_t: bool | None = None,
+                   first_scored: Mapping[int, int] | None = None) -> SequenceScores:
     """Score the evaluated frames of one sequence.
 
     Args:
         protocol: one of PROTOCOLS.
         gt, pred: the evaluated frames only (see `Protocol.evaluated_frames`), each an (H, W)
             integer label map (0 background, 1..K objects, 255 void).
-        num_objects: K, from `protocol.num_objects(first GT frame)`.
+        num_objects: K, from `protocol.num_objects(first GT frame)`; youtube-vos: the largest
+            object id of the video.
         name, frame_names: used in error messages and in the result.
         with_t: compute T (temporal stability of consecutive predicted masks, per object);
             default: the protocol's choice.
+        first_scored: required by (and only by) protocols with per-object frames (youtube-vos):
+            object id → index of its first scored frame among `gt`, e.g. from
+            `frames_after_first_appearance(gt)`. Only these objects are scored, each on its
+            frames from there on.
 
     Returns:
         SequenceScores with per-frame J/F (and per-pair T) for each GT object.
     """
+    if protocol.per_object_frames != (first_scored is not None):
+        raise ValueError(f"protocol {protocol.name}: first_scored is "
+                         f"{'required' if protocol.per_object_frames else 'not used'}")
+    if first_scored is not None and any(not 1 <= obj <= num_objects or not 0 <= start < len(gt)
+                                        for obj, start in first_scored.items()):
+        raise ValueError(f"first_scored {dict(first_scored)}: ids must lie in 1..{num_objects} "
+                         f"and frames in 0..{len(gt) - 1}")
     frame_names = list(frame_names or [f"{i:05d}" for i in range(len(gt))])
     gt, pred = _as_labels(name, gt, "ground-truth"), _as_labels(name, pred, "predicted")
     _check_shapes(name, gt, pred, frame_names)
@@ -211,7 +244,8 @@ def score_sequence(protocol: Protocol, gt: Sequence[np.ndarray], pred: Sequence[
     if protocol.reading == "by-id" and num_pred > num_objects:
         frame = next(f for f, labels in zip(frame_names, pred) if labels.max() > num_objects)
         raise InputError(f"sequence {name!r}: prediction {frame} has object id {num_pred}, but the "
-                         f"ground truth has objects 1..{num_objects} (read from its first frame)")
+                         f"ground truth has objects 1..{num_objects}"
+                         f"{' (read from its first frame)' if first_scored is None else ''}")
     if protocol.reading == "proposals" and num_pred > MAX_PROPOSALS:
         frame = next(f for f, labels in zip(frame_names, pred) if labels.max() > MAX_PROPOSALS)
         raise InputError(f"sequence {name!r}: prediction {frame} has id {num_pred}; at most "
@@ -236,11 +270,33 @@ def score_sequence(protocol: Protocol, gt: Sequence[np.ndarray], pred: Sequence[
 
     objects = []
     for row, (pred_index, gt_index) in enumerate(zip(pred_ids, gt_ids)):
-        obj = ObjectScores(int(gt_index) + 1, **{m: v[row] for m, v in values.items()})
+        object_id = int(gt_index) + 1
+        if first_scored is not None and object_id not in first_scored:
+            continue
+        start = 0 if first_scored is None else first_scored[object_id]
+        obj = ObjectScores(object_id, first_frame=start,
+                           **{m: v[row][start:] for m, v in values.items()})
         if with_t:
-            obj.T = sequence_stability([labels == pred_index + 1 for labels in pred])
+            obj.T = sequence_stability([labels == pred_index + 1 for labels in pred[start:]])
         objects.append(obj.summarize())
     return SequenceScores(name, frame_names, objects)
+
+
+def frames_after_first_appearance(gt: Sequence[np.ndarray]) -> dict[int, int]:
+    """youtube-vos: object id → index of its first scored frame, the one after the first GT frame
+    that holds the object (the mask a semi-supervised method is given there is not scored, and
+    before it there is nothing to score). An object first seen in the last frame has no scored
+    frame and is left out.
+
+    gt: every annotated (H, W) label map of the video, in order (exhaustive: each labels every
+    object present, as YouTube-VOS train PNGs do).
+    """
+    first: dict[int, int] = {}
+    for index, labels in enumerate(gt):
+        counts = np.bincount(np.asarray(labels, np.uint8).ravel(), minlength=VOID_LABEL + 1)
+        for label in np.flatnonzero(counts[1:VOID_LABEL]) + 1:
+            first.setdefault(int(label), index)
+    return {obj: index + 1 for obj, index in sorted(first.items()) if index + 1 < len(gt)}
 
 
 def _match_proposals(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

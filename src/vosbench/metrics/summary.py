@@ -12,6 +12,8 @@ from vosbench.metrics.statistics import nanmean
 
 STATISTICS = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 COLUMNS = ("J&F-Mean",) + STATISTICS  # davis2017-evaluation's columns, T-Mean appended if computed
+SEEN_UNSEEN = ("Overall", "J-Seen", "F-Seen", "J-Unseen", "F-Unseen")  # youtube-vos global
+OBJECT_COLUMNS = ("Video", "Object", "Category", "Seen", "J-Mean", "F-Mean")  # youtube-vos rows
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -27,8 +29,13 @@ def global_scores(protocol: Protocol, sequences: list[SequenceScores],
     "sequences" (fbms, segtrackv2): mean over sequences, plus J-/F-Mean-Frames, the mean over all
     scored frames pooled. "categories" (youtube-objects): with `categories` (sequence → category),
     mean over sequences per category, then over categories; J-Mean-Sequences keeps the plain mean.
+    "seen-unseen" (youtube-vos): see `seen_unseen_scores`.
     T-Mean: mean over the sequences that have a T value (NaN values left out).
     """
+    t_means = [seq.t_mean for seq in sequences if seq.t_mean is not None]
+    t_mean = nanmean(t_means) if t_means else None
+    if protocol.aggregate == "seen-unseen":
+        return {**seen_unseen_scores(sequences), "T-Mean": t_mean}
     objects = [obj for seq in sequences for obj in seq.objects]
     result: dict[str, float | None] = {}
     for key in STATISTICS:
@@ -43,8 +50,7 @@ def global_scores(protocol: Protocol, sequences: list[SequenceScores],
             result[key] = _mean_or_none([obj.stats[key] for obj in objects if key in obj.stats])
     both = result["J-Mean"] is not None and result["F-Mean"] is not None
     result["J&F-Mean"] = (result["J-Mean"] + result["F-Mean"]) / 2 if both else None
-    t_means = [seq.t_mean for seq in sequences if seq.t_mean is not None]
-    result["T-Mean"] = nanmean(t_means) if t_means else None
+    result["T-Mean"] = t_mean
     if protocol.aggregate == "categories":
         result["J-Mean-Sequences"] = _mean_or_none([obj.stats["J-Mean"] for obj in objects])
     if protocol.aggregate == "sequences":
@@ -52,6 +58,22 @@ def global_scores(protocol: Protocol, sequences: list[SequenceScores],
             frames = [getattr(obj, measure) for obj in objects]
             result[f"{measure}-Mean-Frames"] = float(np.mean(np.concatenate(frames)))
     return {key: result[key] for key in COLUMNS + tuple(k for k in result if k not in COLUMNS)}
+
+
+def seen_unseen_scores(sequences: list[SequenceScores]) -> dict[str, float | None]:
+    """youtube-vos: J-Seen, F-Seen = means of J-Mean and F-Mean over the objects of seen
+    categories, J-Unseen, F-Unseen over the others, Overall = their mean. A group without objects
+    has None for its two values, and Overall is then the mean of the other two (the server never
+    meets that case; a local held-out split can)."""
+    objects = [obj for seq in sequences for obj in seq.objects]
+    result = {}
+    for group, seen in (("Seen", True), ("Unseen", False)):
+        for measure in ("J", "F"):
+            result[f"{measure}-{group}"] = _mean_or_none(
+                [obj.stats[f"{measure}-Mean"] for obj in objects if obj.seen is seen])
+    result["Overall"] = _mean_or_none([result[key] for key in SEEN_UNSEEN[1:]
+                                       if result[key] is not None])
+    return {key: result[key] for key in SEEN_UNSEEN}
 
 
 def category_scores(sequences: list[SequenceScores], categories: dict[str, str]) -> dict:
@@ -71,18 +93,35 @@ def _object_row(obj) -> dict[str, float | None]:
 
 
 def per_object_rows(protocol: Protocol, sequences: list[SequenceScores]) -> list[dict]:
-    """One row per object (named `seq_id` as davis2017-evaluation) or per sequence (one object)."""
+    """One row per object (named `seq_id` as davis2017-evaluation) or per sequence (one object);
+    youtube-vos: video, object id, category, seen, J-Mean and F-Mean."""
     rows = []
     for seq in sequences:
         for obj in seq.objects:
-            name = seq.name if protocol.reading == "single" else f"{seq.name}_{obj.object_id}"
-            rows.append({"Sequence": name, **_object_row(obj), "T-Mean": obj.stats.get("T-Mean")})
+            if protocol.aggregate == "seen-unseen":
+                row = {"Video": seq.name, "Object": str(obj.object_id),
+                       "Category": obj.category or "", "Seen": str(obj.seen),
+                       "J-Mean": obj.stats["J-Mean"], "F-Mean": obj.stats["F-Mean"]}
+            else:
+                name = seq.name if protocol.reading == "single" else f"{seq.name}_{obj.object_id}"
+                row = {"Sequence": name, **_object_row(obj)}
+            rows.append({**row, "T-Mean": obj.stats.get("T-Mean")})
     return rows
+
+
+def table_columns(protocol: Protocol, document: dict) -> tuple[list[str], list[str]]:
+    """(global columns, per-object row columns) of the CSV files and the printed tables."""
+    with_t = ["T-Mean"] if document["global"]["T-Mean"] is not None else []
+    if protocol.aggregate == "seen-unseen":
+        return list(SEEN_UNSEEN) + with_t, list(OBJECT_COLUMNS) + with_t
+    return list(COLUMNS) + with_t, ["Sequence"] + list(COLUMNS) + with_t
 
 
 def results_document(protocol: Protocol, sequences: list[SequenceScores],
                      categories: dict[str, str] | None = None) -> dict:
-    """The content of results.json: global numbers and every per-frame value, full precision."""
+    """The content of results.json: global numbers and every per-frame value, full precision.
+    With per-object frames (youtube-vos) each object also names its scored frames, its category
+    and whether it is seen."""
     document = {"protocol": protocol.name,
                 "global": global_scores(protocol, sequences, categories),
                 "sequences": {}}
@@ -90,6 +129,9 @@ def results_document(protocol: Protocol, sequences: list[SequenceScores],
         objects = {}
         for obj in seq.objects:
             entry = {"J": obj.J, "F": obj.F, **{key: obj.stats.get(key) for key in STATISTICS}}
+            if protocol.per_object_frames:
+                entry = {"frames": seq.frames[obj.first_frame:], "category": obj.category,
+                         "seen": obj.seen, **entry}
             if obj.T is not None and protocol.reading != "single":
                 entry.update({"T": obj.T, "T-Mean": obj.stats["T-Mean"]})
             objects[str(obj.object_id)] = entry
@@ -120,36 +162,45 @@ def write_results(output: str | Path, document: dict, protocol: Protocol,
                   sequences: list[SequenceScores]) -> None:
     """Write global_results.csv, per-sequence_results.csv and results.json atomically."""
     output = Path(output)
-    with_t = document["global"]["T-Mean"] is not None
-    columns = list(COLUMNS) + (["T-Mean"] if with_t else [])
-    global_row = document["global"]
+    columns, row_columns = table_columns(protocol, document)
     per_object = per_object_rows(protocol, sequences)
-    write_atomic(output / "global_results.csv", _csv_text(columns, [global_row]))
-    write_atomic(output / "per-sequence_results.csv", _csv_text(["Sequence"] + columns, per_object))
+    write_atomic(output / "global_results.csv", _csv_text(columns, [document["global"]]))
+    write_atomic(output / "per-sequence_results.csv", _csv_text(row_columns, per_object))
     write_atomic(output / "results.json", to_json(document))
+
+
+def _empty_group_notes(scores: dict) -> list[str]:
+    """youtube-vos: a line saying which group (seen, unseen) has no object, if one has none."""
+    empty = [group for group in ("Seen", "Unseen") if scores[f"J-{group}"] is None]
+    if len(empty) == 2:
+        return ["No object was scored: every value is undefined (null)."]
+    return [f"No {group.lower()} object: J-{group} and F-{group} are undefined (null); Overall is "
+            f"the mean of the other two." for group in empty]
 
 
 def format_table(header: list[str], rows: list[dict], decimals: int = 6) -> str:
     """Right-aligned text table, as pandas prints the official toolkit's tables."""
     cells = [[row[key] if isinstance(row[key], str) else (_format(row[key], decimals) or "-")
               for key in header] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
 
 
 def report_text(document: dict, protocol: Protocol, sequences: list[SequenceScores]) -> str:
-    """The printed report: global results, then per-sequence results."""
-    with_t = document["global"]["T-Mean"] is not None
-    columns = list(COLUMNS) + (["T-Mean"] if with_t else [])
+    """The printed report: global results, then per-sequence (youtube-vos: per-object) results."""
+    columns, row_columns = table_columns(protocol, document)
     extra = [k for k in document["global"] if k not in columns and k != "T-Mean"]
     lines = [f"--------------------------- Global results for {protocol.name} "
              f"---------------------------",
-             format_table(columns + extra, [document["global"]]),
-             "",
-             f"---------- Per sequence results for {protocol.name} ----------",
-             format_table(["Sequence"] + columns, per_object_rows(protocol, sequences))]
+             format_table(columns + extra, [document["global"]])]
+    if protocol.aggregate == "seen-unseen":
+        lines += _empty_group_notes(document["global"])
+    unit = "object" if protocol.aggregate == "seen-unseen" else "sequence"
+    lines += ["",
+              f"---------- Per {unit} results for {protocol.name} ----------",
+              format_table(row_columns, per_object_rows(protocol, sequences))]
     if "categories" in document:
         rows = [{"Category": cat, "J-Mean": v["J-Mean"], "Sequences": str(len(v["sequences"]))}
                 for cat, v in document["categories"].items()]
