@@ -1,10 +1,11 @@
-"""The LightningDataModule every dataset family shares, with its datasets and its sampler.
+"""The LightningDataModule every dataset family shares, with its datasets and its samplers.
 
 Training draws clips (the method's `ClipSampler` picks the frames, a `ClipTransform` resizes and
 augments them jointly). Validation, test and prediction yield whole videos, one per item, and under
 DDP every video goes to exactly one rank: no sampler padding, so no video is scored twice.
 """
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,25 +23,27 @@ from vosbench.flow.provider import FlowProvider
 
 
 class ClipDataset(Dataset):
-    """Training clips: item i is a clip of video i mod len(videos), drawn afresh at every access.
+    """Training clips. `length` clips make an epoch; key k = epoch · length + i is clip i of an
+    epoch, drawn from video i mod len(videos) by a generator seeded with (seed, k).
 
-    The randomness comes from torch's generator (seeded per worker and per epoch by the DataLoader,
-    and by `seed_everything`), so that a seed fixes the clips and every epoch draws new ones.
+    A clip is thus a function of the seed, the epoch and its position alone: the same whatever
+    the worker count, and the same after resuming from a checkpoint. `ClipOrder` gives the keys.
     """
 
     def __init__(self, videos: Sequence[Video], sampler: ClipSampler, transform: ClipTransform,
-                 flow: FlowProvider | None = None, length: int | None = None):
+                 flow: FlowProvider | None = None, length: int | None = None, seed: int = 0):
         if not videos:
             raise ValueError("no training videos")
         self.videos, self.sampler, self.transform, self.flow = videos, sampler, transform, flow
         self.length = length or len(videos)
+        self.seed = seed
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, item: int) -> Clip:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        video = self.videos[item % len(self.videos)]
+    def __getitem__(self, key: int) -> Clip:
+        rng = np.random.default_rng([self.seed, key])
+        video = self.videos[key % self.length % len(self.videos)]
         picked = self.sampler.sample(video, rng)
         reference = [] if picked.reference is None else [picked.reference]
         indices = reference + list(picked.frames)
@@ -54,6 +57,27 @@ class ClipDataset(Dataset):
                     masks=masks[first:], flow=None if motion is None else motion[first:],
                     reference_frame=images[0] if reference else None,
                     reference_mask=masks[0] if reference else None)
+
+
+class ClipOrder(DistributedSampler):
+    """The keys of a ClipDataset for one epoch: its positions shuffled by (seed, epoch), shared
+    out between DDP ranks (the last ones padded by wrapping around, as training allows).
+
+    Lightning calls `set_epoch` before every epoch, and leaves a DistributedSampler in place.
+    """
+
+    def __init__(self, dataset: ClipDataset, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+
+    def __iter__(self) -> Iterator[int]:
+        length = len(self.dataset)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(length)
+        order = np.resize(order, self.num_samples * self.num_replicas)  # wraps around to pad
+        return iter((self.epoch * length + order[self.rank::self.num_replicas]).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class VideoDataset(Dataset):
@@ -143,9 +167,12 @@ class VOSDataModule(pl.LightningDataModule):
                 self.videos[part] = read_videos(self.dataset, self.root, split)
 
     def train_dataloader(self) -> DataLoader:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
         dataset = ClipDataset(self.videos["train"], self.sampler, self.transform, self.flow,
-                              self.clips_per_epoch)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True,
+                              self.clips_per_epoch, seed)
+        world_size, rank = self.distribution()
+        return DataLoader(dataset, batch_size=self.batch_size,
+                          sampler=ClipOrder(dataset, world_size, rank, seed),
                           num_workers=self.num_workers, collate_fn=collate_clips,
                           persistent_workers=self.num_workers > 0, drop_last=False)
 

@@ -5,6 +5,7 @@ Masks are integer label maps: 0 background, 1..K objects, 255 void. A frame with
 that a loss that leaves void out leaves it out.
 """
 
+import time
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -66,13 +67,15 @@ class LoadedVideo:
     video: the `Video` it comes from (name, frame names, original size, annotated frames, …).
     frames: (T, 3, H, W) uint8 RGB at the original size. masks: (T, H, W) uint8 labels as the
     annotation files hold them (255 everywhere in frames without one). flow: (T, 2, H, W)
-    float32 motion of each frame in pixels, or None.
+    float32 motion of each frame in pixels, or None. flow_seconds: the time its flow took to
+    compute or read, for frame rates with flow.
     """
 
     video: Video
     frames: torch.Tensor
     masks: torch.Tensor
     flow: torch.Tensor | None = None
+    flow_seconds: float = 0.0
 
     @property
     def name(self) -> str:
@@ -104,9 +107,10 @@ def load_video(video: Video, flow=None) -> LoadedVideo:
     `flow`, when one is given)."""
     indices = range(len(video))
     frames = np.stack([video.frame(i) for i in indices])
-    motion = None
+    motion, start = None, time.perf_counter()
     if flow is not None:
         motion = torch.from_numpy(np.stack([flow.motion(video, i) for i in indices])
                                   .transpose(0, 3, 1, 2).copy())
     return LoadedVideo(video, torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
-                       torch.from_numpy(read_masks(video, indices)), motion)
+                       torch.from_numpy(read_masks(video, indices)), motion,
+                       time.perf_counter() - start)

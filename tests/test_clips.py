@@ -7,7 +7,12 @@ import pytest
 import torch
 from davis_fixtures import write_davis2017
 
-from vosbench.datamodules.base import ClipDataset, UnpaddedDistributedSampler, VideoDataset
+from vosbench.datamodules.base import (
+    ClipDataset,
+    ClipOrder,
+    UnpaddedDistributedSampler,
+    VideoDataset,
+)
 from vosbench.datamodules.clip_transform import ClipTransform, Geometry, affine_matrix, warp
 from vosbench.datamodules.clips import Clip, collate_clips
 from vosbench.datamodules.davis import davis2017_videos
@@ -195,7 +200,6 @@ def davis_videos(tmp_path):
 def test_clip_dataset_draws_reference_and_frames_jointly(davis_videos):
     train, _ = davis_videos
     dataset = ClipDataset(train, ConsecutiveSampler(length=3), ClipTransform(size=(16, 24)))
-    torch.manual_seed(0)
     clip = dataset[1]
     assert clip.video == "camel" and clip.frames.shape == (3, 3, 16, 24)
     assert clip.masks.shape == (3, 16, 24) and clip.reference_frame.shape == (3, 16, 24)
@@ -205,18 +209,36 @@ def test_clip_dataset_draws_reference_and_frames_jointly(davis_videos):
     assert set(np.unique(clip.reference_mask.numpy())) == set(np.unique(expected))
 
 
-def test_clip_dataset_is_seeded_by_torch_and_draws_anew(davis_videos):
+def test_a_clip_is_a_function_of_seed_and_key(davis_videos):
     train, _ = davis_videos
-    dataset = ClipDataset(train, SegmentSampler(2), ClipTransform(flip_probability=0.5,
-                                                                 brightness=0.3), length=9)
-    assert len(dataset) == 9 and dataset[4].video == "camel"
-    torch.manual_seed(7)
-    first = [dataset[2] for _ in range(4)]
-    torch.manual_seed(7)
-    again = [dataset[2] for _ in range(4)]
-    for a, b in zip(first, again):
+
+    def dataset(seed):
+        return ClipDataset(train, SegmentSampler(2), ClipTransform(flip_probability=0.5,
+                                                                  brightness=0.3),
+                           length=9, seed=seed)
+
+    assert len(dataset(0)) == 9 and dataset(0)[4].video == "camel"
+    assert dataset(0)[13].video == "camel"  # key 13 = epoch 1, position 4
+    for key in (2, 11):
+        a, b = dataset(0)[key], dataset(0)[key]
         assert torch.equal(a.frames, b.frames) and torch.equal(a.indices, b.indices)
-    assert len({tuple(clip.indices.tolist()) + (float(clip.frames.sum()),) for clip in first}) > 1
+    draws = {(tuple(c.indices.tolist()), float(c.frames.sum()))
+             for c in (dataset(0)[2], dataset(0)[11], dataset(0)[20], dataset(1)[2])}
+    assert len(draws) > 1
+
+
+def test_clip_order_shuffles_per_epoch_and_shares_out_between_ranks(davis_videos):
+    train, _ = davis_videos
+    data = ClipDataset(train, SegmentSampler(1), ClipTransform(), length=7)
+    order = ClipOrder(data, seed=3)
+    first = list(order)
+    order.set_epoch(1)
+    second = list(order)
+    assert sorted(first) == list(range(7)) and sorted(second) == list(range(7, 14))
+    assert [key - 7 for key in second] != first
+    ranks = [ClipOrder(data, 2, rank, seed=3) for rank in (0, 1)]
+    keys = [list(sampler) for sampler in ranks]
+    assert [len(k) for k in keys] == [4, 4] and set(keys[0]) | set(keys[1]) == set(range(7))
 
 
 def test_unannotated_neighbour_has_a_void_mask(davis_videos):

@@ -64,20 +64,25 @@ def test_loaded_video_moves_to_a_device_through_lightning(davis_root):
     assert torch.equal(moved.frames, video.frames)
 
 
-def test_workers_give_the_same_clips_for_the_same_seed(davis_root):
-    def epoch_names():
-        pl.seed_everything(3, workers=True)
+def test_clips_depend_on_seed_and_epoch_not_on_workers(davis_root):
+    def epochs(workers, seed=3):
+        pl.seed_everything(seed, workers=True)
         data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(2),
                                    transform=ClipTransform((8, 8), flip_probability=0.5),
-                                   batch_size=1, num_workers=2, clips_per_epoch=6)
+                                   batch_size=1, num_workers=workers, clips_per_epoch=6)
         data.setup("fit")
         loader = data.train_dataloader()
-        return [[(b.video[0], b.indices.tolist(), float(b.frames.sum())) for b in loader]
-                for _ in range(2)]
+        result = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
+            result.append([(b.video[0], b.indices.tolist(), float(b.frames.sum()))
+                           for b in loader])
+        return result
 
-    first, second = epoch_names(), epoch_names()
-    assert first == second
+    first = epochs(workers=0)
+    assert epochs(workers=2) == first
     assert first[0] != first[1]  # a new epoch draws new clips
+    assert epochs(workers=0, seed=4) != first
 
 
 def test_flow_reaches_clips_and_videos(davis_root, tmp_path):
