@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TRAINER ?= cpu
 WORKERS ?= 2
 
-.PHONY: help install test test-full lint bench bench-eval bench-loader clean
+.PHONY: help install test test-full lint bench bench-eval bench-loader leaderboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench-eval: install  ## time `vosbench eval` against vos-benchmark (benchmarks/e
 
 bench-loader: install  ## decoded frames/s of the datamodules at 480p (benchmarks/loader_speed.py)
 	$(BIN)/python benchmarks/loader_speed.py
+
+leaderboard: install  ## tables of results/*.json beside the papers' numbers -> LEADERBOARD.md
+	$(BIN)/vosbench leaderboard --output LEADERBOARD.md
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -8,6 +8,14 @@ import sys
 SUBCOMMANDS = {
     "eval": ("vosbench.metrics.cli", "score predicted label PNGs with J, F and T (DAVIS toolkits)"),
     "data": ("vosbench.data_commands", "synth, check, flow: synthetic set, dataset checks, flow"),
+    "leaderboard": ("vosbench.leaderboard", "tables (md, LaTeX, CSV) of the results rows, with the "
+                                            "papers' reported numbers"),
+    "bench": ("vosbench.bench", "fit a method, test its best checkpoint, write the results row"),
+    "fit": ("vosbench.lightning_cli", "train a method (LightningCLI; --config, --model, --data)"),
+    "validate": ("vosbench.lightning_cli", "score a checkpoint on the validation split"),
+    "test": ("vosbench.lightning_cli", "score a checkpoint on the test split"),
+    "predict": ("vosbench.lightning_cli", "write predicted label PNGs for the test split"),
+    "list": ("vosbench.lightning_cli", "the available methods and datamodules"),
 }
 
 

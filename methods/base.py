@@ -1,0 +1,276 @@
+"""The base class of every method: what all methods share around their one inference hook.
+
+A method subclasses `VOSMethod`, builds its network, implements `training_step` on `Clip` batches
+and `predict_video(video) -> (T, K, H, W)` probabilities. The base class owns the rest: the
+validation and test loops over whole videos, CRF post-processing, binarization, writing label
+PNGs, scoring with the metrics engine (the same code as `vosbench eval --dataset`), gathering the
+per-video scores of every DDP rank (each video is scored on exactly one rank), timing, peak
+memory, parameter count, and qualitative overlays.
+"""
+
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+
+from vosbench.datamodules.clips import LoadedVideo
+from vosbench.errors import InputError
+from vosbench.io import write_label_png
+from vosbench.methods.overlays import overlay_row
+from vosbench.metrics.datasets import DATASET_PROTOCOLS, DAVIS_LAYOUT, VideoJob
+from vosbench.metrics.jobs import temporal_sequences
+from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol, score_sequence
+from vosbench.metrics.summary import global_scores, results_document
+from vosbench.postprocess import get_recipe, refine_video
+from vosbench.results import write_scores
+
+# the protocol a method is scored with on each dataset by default: zero-shot methods segment the
+# union of the objects (the DAVIS 2016 reading), semi-supervised ones every object
+ZERO_SHOT_PROTOCOLS = {"davis2016": "davis2016", "davis2017": "davis2016",
+                       "synthetic": "davis2016", "youtube-objects": "youtube-objects",
+                       "fbms": "fbms", "segtrackv2": "segtrackv2"}
+SEMI_SUPERVISED_PROTOCOLS = {"davis2016": "davis2016", "davis2017": "davis2017",
+                             "synthetic": "davis2017", "youtube-objects": "youtube-objects",
+                             "fbms": "fbms", "segtrackv2": "segtrackv2"}
+
+
+@dataclass
+class VideoTiming:
+    """Seconds spent on one video: the model (`predict_video`), its flow, the CRF."""
+
+    frames: int
+    model: float
+    flow: float
+    crf: float
+
+
+def binarize(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(T, K, H, W) object probabilities → (T, H, W) uint8 labels. Object k (label k + 1) where
+    its probability is the highest and above `threshold`, else background 0."""
+    best = probabilities.argmax(axis=1)
+    above = np.take_along_axis(probabilities, best[:, None], axis=1)[:, 0] > threshold
+    return np.where(above, best + 1, 0).astype(np.uint8)
+
+
+def headline_metric(protocol: Protocol) -> str:
+    """The metric that ranks runs (and picks the best checkpoint) under `protocol`."""
+    if protocol.aggregate == "seen-unseen":
+        return "Overall"
+    return "J&F-Mean" if "F" in protocol.measures else "J-Mean"
+
+
+class VOSMethod(pl.LightningModule):
+    """Base class of the methods.
+
+    Class attributes: `name`, the short name (configs/methods/<name>/, results rows);
+    `semi_supervised`, whether the method is given the first-appearance masks; `trainable`,
+    False for methods without learning (bench then only tests).
+
+    Args:
+        crf: a dense CRF recipe name (see `vosbench.postprocess.RECIPES`), or None for none.
+        threshold: probability above which a pixel is foreground.
+        protocol: the evaluation protocol; default: the dataset's, for zero-shot methods the
+            union of the objects (davis2016 on DAVIS layouts).
+        num_overlays: validation videos drawn as overlays (frame | ground truth | prediction).
+        prediction_dir: where test/predict write label PNGs (<video>/<frame>.png); default
+            <trainer root>/predictions.
+    """
+
+    name: ClassVar[str] = ""
+    semi_supervised: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True  # False: nothing to fit, `bench` only tests
+
+    def __init__(self, crf: str | None = None, threshold: float = 0.5,
+                 protocol: str | None = None, num_overlays: int = 3,
+                 prediction_dir: str | None = None):
+        super().__init__()
+        self.crf = None if crf is None else get_recipe(crf)
+        self.threshold = threshold
+        self.protocol_name = protocol
+        self.num_overlays = num_overlays
+        self.prediction_dir = prediction_dir
+        self.scores: list[tuple[SequenceScores, str | None]] = []
+        self.timings: list[VideoTiming] = []
+        self.overlays: list[np.ndarray] = []
+        self.test_results: dict | None = None
+
+    # --- the method's part -----------------------------------------------------------------------
+
+    def predict_video(self, video: LoadedVideo) -> torch.Tensor:
+        """(T, K, H, W) float probabilities of the K objects in every frame, at the video's
+        original size. Zero-shot methods: K = 1 (the union of the objects). Semi-supervised:
+        object k is channel k − 1, for the objects of `video.video.reference_masks()`."""
+        raise NotImplementedError
+
+    # --- evaluation ------------------------------------------------------------------------------
+
+    @property
+    def protocol(self) -> Protocol:
+        if self.protocol_name is not None:
+            return get_protocol(self.protocol_name)
+        dataset = self.trainer.datamodule.dataset
+        table = SEMI_SUPERVISED_PROTOCOLS if self.semi_supervised else ZERO_SHOT_PROTOCOLS
+        if dataset not in table:
+            raise InputError(f"no default protocol for {type(self).__name__} on {dataset}; "
+                             f"name one with model.init_args.protocol (known: "
+                             f"{', '.join(DATASET_PROTOCOLS.get(dataset, ()))})")
+        return get_protocol(table[dataset])
+
+    def segment(self, video: LoadedVideo) -> np.ndarray:
+        """(T, H, W) uint8 labels of every frame (CRF applied when configured); records timing."""
+        start = time.perf_counter()
+        probabilities = self.predict_video(video)
+        if probabilities.shape[0] != len(video) or tuple(probabilities.shape[2:]) != \
+                tuple(video.video.size):
+            raise RuntimeError(f"{type(self).__name__}.predict_video returned "
+                               f"{tuple(probabilities.shape)} for {video.name!r}; expected "
+                               f"({len(video)}, K, {video.video.size[0]}, {video.video.size[1]})")
+        probabilities = probabilities.float().cpu().numpy()  # waits for the device to finish
+        model_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        if self.crf is not None:
+            frames = video.frames.permute(0, 2, 3, 1).cpu().numpy()
+            probabilities = refine_video(frames, probabilities, self.crf)
+        crf_seconds = time.perf_counter() - start
+        self.timings.append(VideoTiming(len(video), model_seconds, video.flow_seconds,
+                                        crf_seconds))
+        return binarize(probabilities, self.threshold)
+
+    def score(self, video: LoadedVideo, labels: np.ndarray, with_t: bool) -> SequenceScores:
+        """Score (T, H, W) predicted labels against the video's ground truth, as
+        `vosbench eval --dataset` does."""
+        protocol = self.protocol
+        if protocol.per_object_frames:
+            raise InputError("the youtube-vos protocol needs the held-out split's seen categories: "
+                             "write the predictions (vosbench predict) and score them with "
+                             "vosbench eval --dataset youtube-vos --split train --sequences ...")
+        truth = VideoJob(protocol, video.name, Path(), with_t, video.video).read_ground_truth()
+        index = {name: i for i, name in enumerate(video.video.frame_names)}
+        predicted = [labels[index[name]] for name in truth.frame_names]
+        return score_sequence(protocol, truth.frames, predicted, truth.num_objects,
+                              name=video.name, frame_names=truth.frame_names, with_t=with_t)
+
+    def evaluate(self, video: LoadedVideo, with_t: bool) -> np.ndarray:
+        labels = self.segment(video)
+        self.scores.append((self.score(video, labels, with_t), video.video.category))
+        return labels
+
+    def validation_step(self, video: LoadedVideo, batch_index: int) -> None:
+        labels = self.evaluate(video, with_t=False)
+        if self.global_rank == 0 and len(self.overlays) < self.num_overlays:
+            middle = video.video.annotated[len(video.video.annotated) // 2]
+            self.overlays.append(overlay_row(video.frames[middle], video.masks[middle],
+                                             labels[middle]))
+
+    def test_step(self, video: LoadedVideo, batch_index: int) -> None:
+        with_t = self.protocol.temporal and self.temporal_videos().get(video.name, True)
+        labels = self.evaluate(video, with_t)
+        self.write_labels(video, labels)
+
+    def predict_step(self, video: LoadedVideo, batch_index: int) -> str:
+        self.write_labels(video, self.segment(video))
+        return video.name
+
+    def on_validation_epoch_start(self) -> None:
+        self.scores, self.timings, self.overlays = [], [], []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.gather_results()
+        if results is None:
+            return
+        protocol = self.protocol
+        metrics = {f"val/{key}": value for key, value in results["metrics"].items()
+                   if value is not None}
+        metrics["val/score"] = results["metrics"][headline_metric(protocol)]
+        self.log_dict(metrics)
+        if self.overlays:
+            self.log_overlays()
+
+    def on_test_epoch_end(self) -> None:
+        """Gather the scores; rank 0 writes the metrics engine's files to <run>/scores."""
+        self.test_results = self.gather_results()
+        if self.test_results is None:
+            return
+        self.log_dict({f"test/{key}": value for key, value in
+                       self.test_results["metrics"].items() if value is not None})
+        if self.global_rank == 0:
+            write_scores(Path(self.trainer.default_root_dir) / "scores", self.test_results)
+
+    def gather_results(self) -> dict | None:
+        """Scores, timings and memory of every rank, combined identically on each rank: global
+        metrics, per-sequence results, frame rates. None if no video was scored."""
+        local = {"scores": self.scores, "timings": self.timings, "memory": peak_memory_mb()}
+        parts = [local]
+        if dist.is_available() and dist.is_initialized():
+            parts = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, local)
+        scored = sorted((pair for part in parts for pair in part["scores"]),
+                        key=lambda pair: pair[0].name)
+        if not scored:
+            return None
+        names = [seq.name for seq, _ in scored]
+        if len(set(names)) != len(names):
+            raise RuntimeError("a video was scored on more than one rank")
+        protocol = self.protocol
+        sequences = [seq for seq, _ in scored]
+        categories = ({seq.name: category for seq, category in scored}
+                      if protocol.aggregate == "categories" else None)
+        timings = [timing for part in parts for timing in part["timings"]]
+        return {"protocol": protocol.name,
+                "metrics": global_scores(protocol, sequences, categories),
+                "document": results_document(protocol, sequences, categories),
+                "sequence_scores": sequences, "categories": categories,
+                **frame_rates(timings), "peak_memory_mb": max(p["memory"] for p in parts),
+                "parameters": self.num_parameters()}
+
+    def temporal_videos(self) -> dict[str, bool]:
+        """Which test videos get T: DAVIS layouts list them in Annotations/db_info.yml."""
+        data = self.trainer.datamodule
+        names = [video.name for video in data.videos["test"]]
+        db_info = data.root / "Annotations" / "db_info.yml" if data.dataset in DAVIS_LAYOUT \
+            else None
+        return temporal_sequences(names, True, db_info)
+
+    def write_labels(self, video: LoadedVideo, labels: np.ndarray) -> None:
+        """Palette PNGs <prediction dir>/<video>/<frame>.png, one per frame."""
+        folder = Path(self.prediction_dir or Path(self.trainer.default_root_dir) / "predictions")
+        for name, frame_labels in zip(video.video.frame_names, labels):
+            write_label_png(folder / video.name / f"{name}.png", frame_labels)
+
+    def log_overlays(self) -> None:
+        """The validation overlays as one image to the W&B logger, if there is one."""
+        for logger in self.loggers:
+            if isinstance(logger, pl.loggers.WandbLogger):
+                logger.log_image("val/overlays", [np.concatenate(self.overlays, axis=0)],
+                                 step=self.global_step,
+                                 caption=["frame | ground truth | prediction"])
+
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters())
+
+
+def frame_rates(timings: list[VideoTiming]) -> dict[str, float | None]:
+    """Frames per second of the model alone, with the flow it was given, and with the CRF (None
+    where there was no flow or no CRF)."""
+    frames = sum(t.frames for t in timings)
+    model = sum(t.model for t in timings)
+    flow, crf = sum(t.flow for t in timings), sum(t.crf for t in timings)
+    return {"fps": frames / model if model > 0 else None,
+            "fps_with_flow": frames / (model + flow) if flow > 0 else None,
+            "fps_with_crf": frames / (model + crf) if crf > 0 else None}
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process in MiB: CUDA memory allocated by torch when on a GPU, else the
+    resident set size."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

@@ -1,0 +1,69 @@
+"""`fcn`: a per-frame segmentation baseline — AGNN's node embedding (DeepLabV3 on a ResNet) with a
+1×1 readout, no graph: the "w/o AGNN" row of the AGNN paper (Table 6, J 72.2 on DAVIS16)."""
+
+import torch
+from torch import nn
+
+from vosbench.datamodules.clips import Clip, LoadedVideo
+from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
+from vosbench.methods.base import VOSMethod
+from vosbench.methods.losses import balanced_bce
+
+
+class FCN(VOSMethod):
+    """Zero-shot per-frame segmentation.
+
+    Args:
+        backbone, output_stride, channels, weights: the DeepLabV3 embedding (ResNet-101, stride 8,
+            256 channels in the paper preset; `weights` a local ImageNet state_dict file).
+        input_size: (H, W) the frames are resized to, in training clips and at inference.
+        lr, momentum, weight_decay, poly_power: SGD with poly decay per step; the head trains
+            at 10× lr.
+        frames_per_batch: frames per forward pass at inference.
+        kwargs: VOSMethod's arguments (crf, threshold, protocol, …).
+    """
+
+    name = "fcn"
+
+    def __init__(self, backbone: str = "resnet101", output_stride: int = 8, channels: int = 256,
+                 weights: str | None = None, input_size: tuple[int, int] = (473, 473),
+                 lr: float = 2.5e-4, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 poly_power: float = 0.9, frames_per_batch: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.embedding = DeepLabV3(backbone, output_stride, channels, weights)
+        self.readout = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) images in [0, 1] → (N, H, W) foreground logits at the input size."""
+        logits = self.readout(self.embedding(normalize_images(images)))
+        return resize(logits, images.shape[-2:])[:, 0]
+
+    def training_step(self, clip: Clip, batch_index: int) -> torch.Tensor:
+        target, valid = clip.foreground()
+        logits = self(clip.frames.flatten(0, 1))
+        loss = balanced_bce(logits, target.flatten(0, 1), valid.flatten(0, 1))
+        self.log("train/loss", loss, prog_bar=True, batch_size=clip.frames.shape[0])
+        return loss
+
+    @torch.inference_mode()
+    def predict_video(self, video: LoadedVideo) -> torch.Tensor:
+        size = tuple(video.video.size)
+        probabilities = []
+        for chunk in video.frames.split(self.hparams.frames_per_batch):
+            images = resize(chunk.float().div(255), tuple(self.hparams.input_size))
+            logits = resize(self(images)[:, None], size)
+            probabilities.append(torch.sigmoid(logits))
+        return torch.cat(probabilities)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.SGD(
+            [{"params": self.embedding.parameters(), "lr": hp.lr},
+             {"params": self.readout.parameters(), "lr": hp.lr * 10}],
+            lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        total = max(self.trainer.estimated_stepping_batches, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(1 - step / total, 0) ** hp.poly_power)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                          "interval": "step"}}

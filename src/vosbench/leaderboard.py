@@ -1,0 +1,413 @@
+"""`vosbench leaderboard`: tables from the results rows of benchmark runs (results/*.json), with
+the numbers the papers report beside them (methods/reported/*.yaml), as Markdown, LaTeX or CSV.
+
+Metric values in the rows are fractions (as the metrics engine gives them); the tables show them
+in percent, as the papers print them. The reported numbers are stored in percent already.
+"""
+
+import argparse
+import importlib.resources
+import json
+import math
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from vosbench.errors import InputError
+from vosbench.io import write_atomic
+from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "method", "preset", "dataset", "split", "protocol", "metrics",
+                 "created")
+KNOWN_METRICS = (*COLUMNS, *SEEN_UNSEEN, "T-Mean", "J-Mean-Sequences", "J-Mean-Frames",
+                 "F-Mean-Frames")
+
+# protocol -> its metric columns, in the layout of the papers' tables
+LAYOUTS = {
+    "davis2016": ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay", "T-Mean",
+                  "J&F-Mean"),
+    "davis2017": ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"),
+    "davis2017-unsupervised": ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall",
+                               "F-Decay"),
+    "youtube-vos": ("Overall", "J-Seen", "J-Unseen", "F-Seen", "F-Unseen"),
+    "youtube-objects": ("J-Mean",),
+    "fbms": ("J-Mean", "F-Mean"),
+    "segtrackv2": ("J-Mean",),
+}
+# protocol -> the metric that Δ compares (ours − reported)
+HEADLINE = {protocol: "J&F-Mean" for protocol in ("davis2016", "davis2017",
+                                                  "davis2017-unsupervised")}
+HEADLINE |= {"youtube-vos": "Overall", "youtube-objects": "J-Mean", "fbms": "J-Mean",
+             "segtrackv2": "J-Mean"}
+HEADERS = {"J-Mean": "J Mean", "J-Recall": "J Recall", "J-Decay": "J Decay", "F-Mean": "F Mean",
+           "F-Recall": "F Recall", "F-Decay": "F Decay", "T-Mean": "T Mean", "J&F-Mean": "J&F",
+           "Overall": "Overall", "J-Seen": "J seen", "J-Unseen": "J unseen", "F-Seen": "F seen",
+           "F-Unseen": "F unseen"}
+LOWER_IS_BETTER = {"J Decay", "F Decay", "T Mean"}
+TEXT_COLUMNS = ("Method", "Source")
+DELTA = "Δ"
+EXTRA_COLUMNS = ("FPS", "Params (M)", DELTA)
+FORMATS = ("md", "latex", "csv")
+MISSING = {"md": "–", "latex": "--"}
+
+
+# ------------------------------------------------------------------------------ reading
+
+def _created(value, path: Path) -> datetime:
+    """The row's `created` timestamp (ISO 8601); one without a time zone is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{path}: 'created' is not an ISO 8601 timestamp: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_row(row, path: Path) -> dict:
+    """The row with `created` parsed, or InputError naming the file and what is wrong."""
+    if not isinstance(row, dict):
+        raise InputError(f"{path}: expected a JSON object (a results row), found "
+                         f"{type(row).__name__}")
+    missing = [key for key in REQUIRED_KEYS if row.get(key) is None]
+    if missing:
+        raise InputError(f"{path}: not a results row: missing {', '.join(missing)}")
+    if row["schema_version"] != SCHEMA_VERSION:
+        raise InputError(f"{path}: unknown schema_version {row['schema_version']!r}; this "
+                         f"vosbench reads version {SCHEMA_VERSION}")
+    for key in ("method", "preset", "dataset", "split"):
+        if not isinstance(row[key], str):
+            raise InputError(f"{path}: '{key}' must be a string, found {row[key]!r}")
+    if row["protocol"] not in LAYOUTS:
+        raise InputError(f"{path}: unknown protocol {row['protocol']!r}; known: "
+                         f"{', '.join(LAYOUTS)}")
+    metrics = row["metrics"]
+    if not isinstance(metrics, dict) or not all(
+            value is None or _is_number(value) for value in metrics.values()):
+        raise InputError(f"{path}: 'metrics' must map metric names to numbers or null")
+    for key in ("fps", "parameters"):
+        if row.get(key) is not None and not _is_number(row[key]):
+            raise InputError(f"{path}: '{key}' must be a number or null, found {row[key]!r}")
+    return {**row, "created": _created(row["created"], path), "file": path.name}
+
+
+def load_rows(results_dir: str | Path) -> list[dict]:
+    """Every results row (*.json) of a folder, checked; `created` becomes a datetime and `file`
+    names the row's file. A missing folder, a file that is not JSON, lacks a required key or has
+    an unknown schema_version raises InputError naming it. An empty folder gives []."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise InputError(f"{results_dir}: results folder not found")
+    rows = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise InputError(f"{path}: not valid JSON ({error})") from None
+        rows.append(_check_row(row, path))
+    return rows
+
+
+def _check_reported(document, name: str) -> list[dict]:
+    """The results of one reported-numbers YAML, flattened, or InputError naming the file."""
+    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
+        raise InputError(f"{name}: expected 'method', 'name', 'title', 'venue' and a list "
+                         f"'results'")
+    missing = [key for key in ("method", "name", "title", "venue") if not document.get(key)]
+    if missing:
+        raise InputError(f"{name}: missing {', '.join(missing)}")
+    results = []
+    for number, result in enumerate(document["results"], start=1):
+        where = f"{name}: result {number}"
+        if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+            raise InputError(f"{where}: expected dataset, split, protocol and metrics")
+        missing = [key for key in ("dataset", "split", "protocol") if not result.get(key)]
+        if missing:
+            raise InputError(f"{where}: missing {', '.join(missing)}")
+        if result["protocol"] not in LAYOUTS:
+            raise InputError(f"{where}: unknown protocol {result['protocol']!r}")
+        unknown = [key for key in result["metrics"] if key not in KNOWN_METRICS]
+        if unknown:
+            raise InputError(f"{where}: unknown metric name(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(KNOWN_METRICS)}")
+        categories = result.get("categories", {})
+        if not isinstance(categories, dict):
+            raise InputError(f"{where}: 'categories' must map category names to numbers")
+        numbers = [*result["metrics"].values(), *categories.values()]
+        if not all(_is_number(value) and -100 <= value <= 100 for value in numbers):
+            raise InputError(f"{where}: metrics must be numbers in percent (-100 to 100)")
+        if result.get("fps") is not None and not _is_number(result["fps"]):
+            raise InputError(f"{where}: fps must be a number")
+        results.append({"method": document["method"], "name": document["name"],
+                        "dataset": result["dataset"], "split": str(result["split"]),
+                        "protocol": result["protocol"], "metrics": result["metrics"],
+                        "note": result.get("note"), "fps": result.get("fps")})
+    return results
+
+
+def load_reported(folder=None) -> list[dict]:
+    """The numbers the papers report, one dict per result (method, name, dataset, split,
+    protocol, metrics in percent, note, fps), from every *.yaml in `folder` — by default the
+    `reported` folder that ships in the `vosbench.methods` package."""
+    if folder is None:
+        folder = importlib.resources.files("vosbench.methods") / "reported"
+    reported = []
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".yaml"):
+            try:
+                document = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            except yaml.YAMLError as error:
+                raise InputError(f"{entry}: not valid YAML ({error})") from None
+            reported += _check_reported(document, str(entry))
+    return reported
+
+
+# ------------------------------------------------------------------------------ tables
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _latest(rows: list[dict]) -> list[dict]:
+    """The latest run (by `created`, then file name) of each (method, preset)."""
+    latest: dict[tuple[str, str], dict] = {}
+    for row in sorted(rows, key=lambda row: (row["created"], row["file"])):
+        latest[row["method"], row["preset"]] = row
+    return list(latest.values())
+
+
+def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
+           names: dict[str, str], all_runs: bool) -> pd.DataFrame:
+    """One table: per method, its reported rows (in the order of its YAML), then our runs."""
+    metrics = LAYOUTS[key[2]]
+    headline = HEADLINE[key[2]]
+    columns = [*TEXT_COLUMNS, *(HEADERS[m] for m in metrics), *EXTRA_COLUMNS]
+    ours = rows if all_runs else _latest(rows)
+    papers = [entry for entry in reported
+              if (entry["dataset"], entry["split"], entry["protocol"]) == key]
+    records = []
+    for method in sorted({row["method"] for row in ours} | {e["method"] for e in papers}):
+        baseline = next((e["metrics"][headline] for e in papers
+                         if e["method"] == method and e["metrics"].get(headline) is not None),
+                        None)
+        for entry in (e for e in papers if e["method"] == method):
+            source = f"reported ({entry['note']})" if entry["note"] else "reported"
+            records.append({"Method": entry["name"], "Source": source,
+                            **{HEADERS[m]: _number(entry["metrics"].get(m)) for m in metrics},
+                            "FPS": _number(entry["fps"]), "Params (M)": math.nan,
+                            DELTA: math.nan})
+        for row in sorted((r for r in ours if r["method"] == method),
+                          key=lambda row: (row["preset"], row["created"])):
+            values = {m: _number(row["metrics"].get(m)) * 100 for m in metrics}
+            run = f", {row['created']:%Y-%m-%d %H:%M}" if all_runs else ""
+            parameters = row.get("parameters")
+            records.append({"Method": names.get(method, method),
+                            "Source": f"ours ({row['preset']}{run})",
+                            **{HEADERS[m]: value for m, value in values.items()},
+                            "FPS": _number(row.get("fps")),
+                            "Params (M)": math.nan if parameters is None else parameters / 1e6,
+                            DELTA: math.nan if baseline is None else values[headline] - baseline})
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def build_tables(rows: list[dict], reported: list[dict], dataset: str | None = None,
+                 all_runs: bool = False) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """One table per (dataset, split, protocol) of `rows` (as `load_rows` gives them), sorted by
+    that key; only `dataset`'s if given.
+
+    Each table has a row per (method, preset) — its latest run by `created`, or every run with
+    `all_runs` — and the `reported` rows (as `load_reported` gives them) of the same dataset,
+    split and protocol. Columns: Method, Source ("ours (<preset>)" or "reported (<note>)"), the
+    protocol's metrics in percent (LAYOUTS), FPS, Params (M) and Δ: for our rows, our headline
+    metric (HEADLINE) minus that of the method's first reported row on the table, in points.
+    Missing values are NaN.
+    """
+    names = {entry["method"]: entry["name"] for entry in reported}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        if dataset is None or row["dataset"] == dataset:
+            groups.setdefault((row["dataset"], row["split"], row["protocol"]), []).append(row)
+    return {key: _table(key, groups[key], reported, names, all_runs) for key in sorted(groups)}
+
+
+# ------------------------------------------------------------------------------ rendering
+
+def _shown(value: float, column: str) -> str:
+    """A number as the tables show it: one decimal, Δ with its sign."""
+    return f"{value:+.1f}" if column == DELTA else f"{value:.1f}"
+
+
+def _best(table: pd.DataFrame) -> pd.DataFrame:
+    """True where a metric cell holds its column's best value as shown (one decimal; lowest for
+    Decay and T, highest otherwise; ties all best), in columns with at least two values."""
+    best = pd.DataFrame(False, index=table.index, columns=table.columns)
+    for column in table.columns:
+        if column not in HEADERS.values():
+            continue
+        shown = table[column].dropna().map(lambda value: float(f"{value:.1f}"))
+        if len(shown) >= 2:
+            target = shown.min() if column in LOWER_IS_BETTER else shown.max()
+            best.loc[shown.index[shown == target], column] = True
+    return best
+
+
+def _latex_escape(text: str) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                    "^": r"\textasciicircum{}", DELTA: r"$\Delta$"}
+    return "".join(replacements.get(char, char) for char in text)
+
+
+def _cells(table: pd.DataFrame, fmt: str) -> list[list[str]]:
+    """The table's cells as text for Markdown or LaTeX, best values bold."""
+    best = _best(table)
+    rows = []
+    for index, record in table.iterrows():
+        cells = []
+        for column, value in record.items():
+            if column in TEXT_COLUMNS:
+                text = _latex_escape(value) if fmt == "latex" else value.replace("|", r"\|")
+            elif pd.isna(value):
+                text = MISSING[fmt]
+            else:
+                text = _shown(value, column)
+                if fmt == "latex" and text.startswith("-"):
+                    text = "$-$" + text[1:]
+                if best.at[index, column]:
+                    text = rf"\textbf{{{text}}}" if fmt == "latex" else f"**{text}**"
+            cells.append(text)
+        rows.append(cells)
+    return rows
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in table.columns) + "|"
+    body = ["| " + " | ".join(cells) + " |" for cells in _cells(table, "md")]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular; "J Mean", "J Recall"… are grouped under one $\\mathcal{J}$ header."""
+    groups: list[tuple[str, int]] = []  # (group, number of columns); "" for a column alone
+    names = []
+    for column in table.columns:
+        group, name = column.split(" ", 1) if column[:2] in ("J ", "F ", "T ") else ("", column)
+        if groups and group and groups[-1][0] == group:
+            groups[-1] = (group, groups[-1][1] + 1)
+        else:
+            groups.append((group, 1))
+        names.append(_latex_escape(name))
+    spec = "".join("l" if column in TEXT_COLUMNS else "r" for column in table.columns)
+    top, rules, start = [], [], 1
+    for group, width in groups:
+        if group:
+            top.append(rf"\multicolumn{{{width}}}{{c}}{{$\mathcal{{{group}}}$}}")
+            rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        else:
+            top.append("")
+        start += width
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    if rules:
+        lines += [" & ".join(top) + r" \\", " ".join(rules)]
+    lines += [" & ".join(names) + r" \\", r"\midrule"]
+    lines += [" & ".join(cells) + r" \\" for cells in _cells(table, "latex")]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def render(table: pd.DataFrame, format: str) -> str:
+    """One table as GitHub Markdown ("md"), a LaTeX booktabs tabular ("latex") or CSV ("csv").
+
+    md and latex show numbers with one decimal, the best value of each metric column in bold and
+    a missing value as "–" (LaTeX "--"); csv keeps the numbers (rounded to 6 decimals, to drop
+    the noise of ×100), missing values empty, no bold.
+    """
+    if format == "md":
+        return _markdown(table)
+    if format == "latex":
+        return _latex(table)
+    if format == "csv":
+        return table.round(6).to_csv(index=False, lineterminator="\n")
+    raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+
+
+def title(key: tuple[str, str, str]) -> str:
+    """A table's title: dataset, split, protocol and what Δ compares."""
+    dataset, split, protocol = key
+    return (f"{dataset} {split} (protocol {protocol}); Δ = ours − reported "
+            f"{HEADERS[HEADLINE[protocol]]}")
+
+
+def render_all(tables: dict[tuple[str, str, str], pd.DataFrame], format: str) -> str:
+    """Every table in one document: titled tables (md, latex), or one CSV whose first columns
+    (Dataset, Split, Protocol) name each row's table."""
+    if format == "csv":
+        frames = [table.assign(Dataset=key[0], Split=key[1], Protocol=key[2])
+                  for key, table in tables.items()]
+        combined = pd.concat(frames, ignore_index=True)
+        keys = ["Dataset", "Split", "Protocol"]
+        return render(combined[keys + [c for c in combined.columns if c not in keys]], "csv")
+    if format == "latex":
+        return "\n".join(f"% {title(key)}\n{render(table, 'latex')}"
+                         for key, table in tables.items())
+    parts = ["# Leaderboard\n",
+             "Metrics in percent. **Bold**: the best value of a column (Decay and T: lower is "
+             "better). *reported*: the numbers printed in the method's paper; Δ compares our run "
+             "with the method's first reported row, in points.\n"]
+    parts += [f"## {title(key)}\n\n{render(table, 'md')}" for key, table in tables.items()]
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------ command line
+
+def build_parser(prog: str = "vosbench leaderboard") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Tables of the benchmark's results rows (RESULTS/*.json), one per dataset, "
+                    "split and protocol: the latest run of each method and preset, with the "
+                    "numbers the methods' papers report alongside (marked 'reported').")
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="folder of results rows (default: results)")
+    parser.add_argument("--dataset", help="only the tables of this dataset")
+    parser.add_argument("--format", choices=FORMATS, default="md",
+                        help="md (GitHub Markdown), latex (booktabs tabulars) or csv "
+                             "(one file, raw numbers); default md")
+    parser.add_argument("--output", type=Path, help="write to this file (atomically), not stdout")
+    parser.add_argument("--all-runs", action="store_true",
+                        help="every run, not only the latest of each method and preset")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    rows = load_rows(args.results)
+    if not rows:
+        raise InputError(f"no results rows in {args.results} (a benchmark run writes one "
+                         f"<method>-<dataset>-<split>-<timestamp>.json)")
+    tables = build_tables(rows, load_reported(), dataset=args.dataset, all_runs=args.all_runs)
+    if not tables:
+        datasets = sorted({row["dataset"] for row in rows})
+        raise InputError(f"no results rows for dataset {args.dataset!r} in {args.results}; "
+                         f"datasets there: {', '.join(datasets)}")
+    text = render_all(tables, args.format)
+    if args.output is None:
+        print(text, end="")
+    else:
+        write_atomic(args.output, text)
+        print(f"{len(tables)} table(s) written to {args.output}")
+
+
+def main(argv: list[str] | None = None, prog: str = "vosbench leaderboard") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        run(args)
+    except (InputError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

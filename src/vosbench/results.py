@@ -1,0 +1,108 @@
+"""Results rows: one JSON file per benchmark run, the only input of the leaderboard.
+
+`results/<method>-<dataset>-<split>-<timestamp>.json` holds (schema version 1): method, preset,
+dataset, split, protocol, every global metric (fractions in [0, 1], null where not computed),
+per-sequence metrics, frame rates (model alone, with flow, with CRF), peak memory in MiB,
+parameter count, training time in seconds, seed, the flattened config (dotted keys), git commit,
+W&B run id, creation time and the run folder. Written atomically.
+"""
+
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from vosbench.io import to_json, write_atomic
+from vosbench.metrics.protocols import get_protocol
+from vosbench.metrics.summary import write_results
+
+SCHEMA_VERSION = 1
+
+
+def flatten(config, prefix: str = "") -> dict:
+    """Nested mappings → one level with dotted keys (`model.init_args.lr`); values that are not
+    plain JSON (paths, classes) become strings."""
+    flat = {}
+    items = config.items() if hasattr(config, "items") else vars(config).items()
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if hasattr(value, "items") or hasattr(value, "__dict__") and type(value).__name__ == \
+                "Namespace":
+            flat.update(flatten(value, f"{name}."))
+        elif value is None or isinstance(value, bool | int | float | str):
+            flat[name] = value
+        elif isinstance(value, list | tuple) and all(
+                isinstance(item, bool | int | float | str) for item in value):
+            flat[name] = list(value)
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def git_commit(folder: Path = Path(__file__).parent) -> str | None:
+    """The commit of the source tree vosbench runs from (None outside a git checkout)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                                text=True, timeout=10)
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def sequence_rows(document: dict) -> list[dict]:
+    """One row per scored object: sequence, object id, its J/F statistics and T-Mean."""
+    rows = []
+    for name, sequence in document["sequences"].items():
+        for object_id, scores in sequence["objects"].items():
+            row = {"sequence": name, "object": int(object_id)}
+            row.update({key: value for key, value in scores.items()
+                        if key not in ("J", "F", "T", "frames")})
+            row.setdefault("T-Mean", sequence.get("T-Mean"))
+            rows.append(row)
+    return rows
+
+
+def results_row(cli, preset: str, results: dict, training_seconds: float,
+                checkpoint: str | None) -> dict:
+    """The row of a bench run from its LightningCLI and the model's gathered test results."""
+    model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    wandb_ids = [logger.version for logger in trainer.loggers
+                 if type(logger).__name__ == "WandbLogger"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "method": model.name or type(model).__name__,
+        "preset": preset,
+        "dataset": data.dataset,
+        "split": data.splits["test"],
+        "protocol": results["protocol"],
+        "metrics": results["metrics"],
+        "sequences": sequence_rows(results["document"]),
+        "fps": results["fps"],
+        "fps_with_flow": results["fps_with_flow"],
+        "fps_with_crf": results["fps_with_crf"],
+        "peak_memory_mb": results["peak_memory_mb"],
+        "parameters": results["parameters"],
+        "training_seconds": training_seconds,
+        "seed": cli.config["seed_everything"],
+        "checkpoint": checkpoint,
+        "config": flatten(cli.config),
+        "git_commit": git_commit(),
+        "wandb_run_id": wandb_ids[0] if wandb_ids else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(trainer.default_root_dir),
+    }
+
+
+def write_row(results_dir: Path, row: dict) -> Path:
+    """Write the row atomically as <method>-<dataset>-<split>-<timestamp>.json; returns the path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(results_dir) / f"{row['method']}-{row['dataset']}-{row['split']}-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, to_json(row))
+    return path
+
+
+def write_scores(folder: Path, results: dict) -> None:
+    """The metrics engine's files (global and per-sequence CSV, results.json) for the run."""
+    write_results(folder, results["document"], get_protocol(results["protocol"]),
+                  results["sequence_scores"])

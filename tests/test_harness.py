@@ -1,0 +1,168 @@
+"""The harness end to end: `vosbench bench` with the fcn baseline on a small synthetic set, the
+results row, DDP test with two CPU processes, resume from `last`, and the command-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vosbench.cli import main as vosbench_main
+from vosbench.datamodules.synthesis import write_synthetic_dataset
+from vosbench.methods.base import binarize
+from vosbench.methods.warping import warp_backward
+
+SMALL = ["--model.init_args.input_size", "[48, 80]",
+         "--data.init_args.transform.init_args.size", "[48, 80]",
+         "--data.init_args.num_workers", "0", "--wandb_mode", "disabled"]
+ROW_KEYS = {"schema_version", "method", "preset", "dataset", "split", "protocol", "metrics",
+            "sequences", "fps", "fps_with_flow", "fps_with_crf", "peak_memory_mb", "parameters",
+            "training_seconds", "seed", "checkpoint", "config", "git_commit", "wandb_run_id",
+            "created", "run_dir"}
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    write_synthetic_dataset(root, seed=1, num_train=2, num_val=3, frame_range=(5, 6), workers=1)
+    return root
+
+
+def vosbench(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess (DDP launches its second process by re-running the command)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "vosbench.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_binarize_thresholds_one_object_and_takes_the_best_of_several():
+    single = np.array([[[[0.2, 0.7], [0.5, 0.51]]]])
+    assert binarize(single).tolist() == [[[0, 1], [0, 1]]]
+    multi = np.stack([np.array([[0.9, 0.3], [0.45, 0.6]]), np.array([[0.8, 0.4], [0.2, 0.7]])])
+    assert binarize(multi[None]).tolist() == [[[1, 0], [0, 2]]]
+
+
+def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = vosbench_main(["bench", "--method", "fcn", "--results", "results",
+                          "--data.init_args.root", str(synthetic_root),
+                          "--trainer.max_steps", "2", "--trainer.val_check_interval", "1",
+                          "--trainer.log_every_n_steps", "1",
+                          *SMALL[:-2], "--wandb_mode", "offline"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = list((tmp_path / "results").glob("fcn-synthetic-val-*.json"))
+    assert len(rows) == 1 and "Results row written" in out
+    row = json.loads(rows[0].read_text())
+    assert set(row) == ROW_KEYS and row["schema_version"] == 1
+    assert (row["method"], row["preset"], row["dataset"], row["split"], row["protocol"]) == \
+        ("fcn", "tiny", "synthetic", "val", "davis2016")
+    assert all(0 <= row["metrics"][key] <= 1 for key in ("J-Mean", "F-Mean", "J&F-Mean"))
+    assert row["metrics"]["T-Mean"] is not None and row["fps"] > 0 and row["parameters"] > 1e6
+    assert len(row["sequences"]) == 3 and row["config"]["trainer.max_steps"] == 2
+    assert row["config"]["model.class_path"] == "vosbench.methods.fcn.FCN"
+    assert row["wandb_run_id"] and row["seed"] == 0 and "best" in row["checkpoint"]
+    run = Path(row["run_dir"])
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    predictions = sorted((run / "predictions").glob("*/*.png"))
+    val = (synthetic_root / "ImageSets" / "2017" / "val.txt").read_text().split()
+    assert {p.parent.name for p in predictions} == set(val)
+    assert len(predictions) == sum(len(list((synthetic_root / "JPEGImages" / "480p" / v)
+                                            .glob("*.jpg"))) for v in val)
+    scores = json.loads((run / "scores" / "results.json").read_text())
+    assert scores["global"]["J-Mean"] == row["metrics"]["J-Mean"]
+    logged = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss" in logged and "val/J-Mean" in logged and "lr-SGD" in logged
+    overlays = list((run / "wandb").glob("offline-run-*/files/media/images/val/overlays*.png"))
+    assert overlays, "the W&B offline run holds the overlay image"
+
+
+def test_ddp_test_gives_the_metrics_of_one_process(synthetic_root, tmp_path):
+    fit = vosbench("fit", "--config", Path(__file__).parents[1] / "configs/methods/fcn/tiny.yaml",
+                   "--data", "synthetic", "--data.init_args.root", synthetic_root,
+                   "--trainer.max_steps", "1", "--checkpoint.monitor", "null",
+                   "--trainer.default_root_dir", tmp_path / "runs/fit", *SMALL, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    config = tmp_path / "runs/fit/config.yaml"
+    checkpoint = tmp_path / "runs/fit/checkpoints/last.ckpt"
+    scores = {}
+    for devices in (1, 2):
+        root = tmp_path / f"runs/test{devices}"
+        run = vosbench("test", "--config", config, "--ckpt_path", checkpoint,
+                       "--trainer.devices", devices, "--trainer.strategy",
+                       "ddp" if devices > 1 else "auto", "--trainer.default_root_dir", root,
+                       cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-3000:]
+        scores[devices] = json.loads((root / "scores" / "results.json").read_text())
+    assert scores[1] == scores[2]
+    assert len(scores[1]["sequences"]) == 3
+
+
+def test_resume_from_last_gives_the_uninterrupted_result(synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "scripts"))
+    preset = str(Path(__file__).parents[1] / "configs/methods/fcn/tiny.yaml")
+    common = ["--config", preset, "--data", "synthetic", "--data.init_args.root",
+              str(synthetic_root), "--data.init_args.batch_size", "1", "--checkpoint.monitor",
+              "null", "--trainer.max_steps", "4", *SMALL]  # 2 clips per epoch: 2 epochs
+
+    def test_scores(name):
+        assert vosbench_main(["test", "--config", f"runs/{name}/config.yaml", "--ckpt_path",
+                              f"runs/{name}/checkpoints/last.ckpt", "--trainer.default_root_dir",
+                              f"runs/{name}-test"]) == 0
+        return json.loads(Path(f"runs/{name}-test/scores/results.json").read_text())
+
+    assert vosbench_main(["fit", *common, "--run_name", "whole"]) == 0
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        vosbench_main(["fit", *common, "--run_name", "part",
+                       "--trainer.callbacks+=crash.CrashAtEpoch", "--trainer.callbacks.epoch=1"])
+    assert vosbench_main(["fit", "--config", "runs/part/config.yaml", "--ckpt_path", "last",
+                          "--trainer.callbacks=[]"]) == 0
+    assert test_scores("part") == test_scores("whole")
+
+
+def test_unknown_names_list_the_known_ones(capsys):
+    assert vosbench_main(["bench", "--method", "nope"]) == 2
+    assert "known: fcn" in capsys.readouterr().err
+    assert vosbench_main(["bench", "--method", "fcn", "--preset", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert "preset of fcn" in err and "paper, tiny" in err
+    assert vosbench_main(["fit", "--model", "nope", "--data", "synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "--model 'nope': unknown" in err and "fcn (FCN)" in err
+
+
+def test_list_shows_methods_and_datamodules(capsys):
+    assert vosbench_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vosbench.methods.fcn.FCN" in out and "zero-shot" in out
+    for name in ("davis2016", "davis2017", "youtube-vos", "youtube-objects", "fbms",
+                 "segtrackv2", "synthetic"):
+        assert f"  {name} " in out
+
+
+def test_flow_propagation_bench_tests_without_training(synthetic_root, tmp_path, monkeypatch,
+                                                       capsys):
+    monkeypatch.chdir(tmp_path)
+    assert vosbench_main(["bench", "--method", "flow-propagation", "--results", "results",
+                          "--data.init_args.root", str(synthetic_root), "--wandb_mode",
+                          "disabled"]) == 0
+    row = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert row["protocol"] == "davis2017" and row["checkpoint"] is None
+    assert row["parameters"] == 0 and row["training_seconds"] < 5
+    assert row["metrics"]["J-Mean"] > 0.1  # the carried masks overlap the objects
+    assert "flow-propagation (tiny) on synthetic val" in capsys.readouterr().out
+
+
+def test_warp_backward_follows_the_flow():
+    values = torch.zeros(1, 1, 6, 8)
+    values[0, 0, 2, 3] = 1.0
+    flow = torch.zeros(1, 2, 6, 8)
+    flow[:, 0], flow[:, 1] = -2.0, 1.0  # pixel (x, y) of frame t was at (x − 2, y + 1) at t − 1
+    warped = warp_backward(values, flow)
+    assert warped[0, 0, 1, 5] == 1.0 and warped.sum() == 1.0
+    assert warped[0, 0, :, :2].abs().sum() == 0  # sampled outside the frame: zero

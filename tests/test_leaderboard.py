@@ -1,0 +1,337 @@
+"""`vosbench leaderboard`: results rows to tables, with the papers' reported numbers beside them."""
+
+import fnmatch
+import importlib.resources
+import io
+import json
+import math
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from vosbench.cli import main as vosbench_main
+from vosbench.errors import InputError
+from vosbench.leaderboard import build_tables, load_reported, load_rows, render, render_all
+from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN
+
+ROOT = Path(__file__).resolve().parents[1]
+DAVIS16 = ("davis2016", "val", "davis2016")
+# what the metrics engine can name: its global columns, T, and the per-sequence/frame means
+ENGINE_METRICS = {*COLUMNS, *SEEN_UNSEEN, "T-Mean", "J-Mean-Sequences", "J-Mean-Frames",
+                  "F-Mean-Frames"}
+
+
+def davis_metrics(j_mean, f_mean, j_decay=0.02, t_mean=0.3):
+    return {"J&F-Mean": (j_mean + f_mean) / 2, "J-Mean": j_mean, "J-Recall": 0.8,
+            "J-Decay": j_decay, "F-Mean": f_mean, "F-Recall": 0.79, "F-Decay": 0.04,
+            "T-Mean": t_mean}
+
+
+def write_row(folder: Path, method: str, preset: str, dataset: str, split: str, protocol: str,
+              metrics: dict, created: str, **extra) -> Path:
+    """One results row (schema version 1) as a benchmark run writes it."""
+    stamp = created.replace("-", "").replace(":", "")[:15]
+    row = {"schema_version": 1, "method": method, "preset": preset, "dataset": dataset,
+           "split": split, "protocol": protocol, "metrics": metrics, "sequences": [],
+           "fps": 12.5, "fps_with_flow": None, "fps_with_crf": 3.1, "peak_memory_mb": 812.0,
+           "parameters": 11_234_567, "training_seconds": 301.2, "seed": 0,
+           "config": {"trainer.max_steps": 300}, "git_commit": "0123abc", "wandb_run_id": None,
+           "created": created, "run_dir": f"runs/{method}-{stamp}", **extra}
+    path = folder / f"{method}-{dataset}-{split}-{stamp}.json"
+    path.write_text(json.dumps(row))
+    return path
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Rows of agnn (tiny: an old and a new run; paper), amcnet and fcn (no paper numbers) on
+    DAVIS 2016 val, and agssvos on held-out YouTube-VOS train videos."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    old = write_row(folder, "agnn", "tiny", *DAVIS16, davis_metrics(0.50, 0.48),
+                    "2026-11-20T09:00:00+00:00")
+    old.rename(folder / "zz-renamed.json")  # `created` decides which run is latest, not the name
+    write_row(folder, "agnn", "tiny", *DAVIS16,
+              davis_metrics(0.72345, 0.70, j_decay=0.01, t_mean=0.2), "2026-11-21T07:40:00+00:00")
+    write_row(folder, "agnn", "paper", *DAVIS16, davis_metrics(0.854, 0.80, j_decay=0.05),
+              "2026-11-19T12:00:00+00:00", parameters=82_000_000, fps=None)
+    write_row(folder, "amcnet", "tiny", *DAVIS16, {**davis_metrics(0.60, 0.62), "T-Mean": None},
+              "2026-11-21T08:00:00Z")
+    write_row(folder, "fcn", "tiny", *DAVIS16, davis_metrics(0.55, 0.50),
+              "2026-11-21T08:30:00+00:00")
+    write_row(folder, "agssvos", "tiny", "youtube-vos", "train", "youtube-vos",
+              {"Overall": 0.6, "J-Seen": 0.7, "F-Seen": 0.72, "J-Unseen": 0.45, "F-Unseen": 0.53,
+               "T-Mean": None}, "2026-11-21T09:00:00+00:00")
+    return folder
+
+
+def tables_of(folder, **options):
+    return build_tables(load_rows(folder), load_reported(), **options)
+
+
+def row_of(table, source, method=None):
+    """The one table row with this Source (and Method)."""
+    match = table[(table["Source"] == source)
+                  & ((table["Method"] == method) if method else True)]
+    assert len(match) == 1, f"{len(match)} rows with Source {source!r}"
+    return match.iloc[0]
+
+
+def markdown_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    """(header, body rows) of the Markdown table in `text`."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+    assert set(lines[1].strip("|").split("|")) <= {":---", "---:"}
+    return cells[0], cells[2:]
+
+
+# --------------------------------------------------------------------- tables
+
+def test_one_table_per_dataset_split_protocol_with_the_protocols_columns(results):
+    tables = tables_of(results)
+    assert list(tables) == [DAVIS16, ("youtube-vos", "train", "youtube-vos")]
+    assert list(tables[DAVIS16].columns) == [
+        "Method", "Source", "J Mean", "J Recall", "J Decay", "F Mean", "F Recall", "F Decay",
+        "T Mean", "J&F", "FPS", "Params (M)", "Δ"]
+    assert list(tables["youtube-vos", "train", "youtube-vos"].columns) == [
+        "Method", "Source", "Overall", "J seen", "J unseen", "F seen", "F unseen", "FPS",
+        "Params (M)", "Δ"]
+
+
+def test_the_latest_run_of_each_method_and_preset_is_kept(results):
+    table = tables_of(results)[DAVIS16]
+    agnn_ours = table[(table["Method"] == "AGNN") & table["Source"].str.startswith("ours")]
+    assert list(agnn_ours["Source"]) == ["ours (paper)", "ours (tiny)"]
+    assert row_of(table, "ours (tiny)", "AGNN")["J Mean"] == pytest.approx(72.345)
+
+
+def test_all_runs_keeps_every_run(results):
+    table = tables_of(results, all_runs=True)[DAVIS16]
+    tiny = table[(table["Method"] == "AGNN") & table["Source"].str.startswith("ours (tiny")]
+    assert list(tiny["Source"]) == ["ours (tiny, 2026-11-20 09:00)",
+                                    "ours (tiny, 2026-11-21 07:40)"]
+    assert list(tiny["J Mean"]) == pytest.approx([50.0, 72.345])
+
+
+def test_reported_rows_sit_beside_ours_with_delta_ours_minus_reported(results):
+    table = tables_of(results)[DAVIS16]
+    assert list(table["Method"]) == ["AGNN", "AGNN", "AGNN", "AMC-Net", "AMC-Net", "AMC-Net",
+                                     "fcn", "STG-Net"]  # by method id, reported rows first
+    reported = row_of(table, "reported (with CRF)", "AGNN")
+    assert dict(reported.iloc[2:10]) == {"J Mean": 80.7, "J Recall": 94.0, "J Decay": 3.0,
+                                         "F Mean": 79.1, "F Recall": 90.5, "F Decay": 3.0,
+                                         "T Mean": 33.7, "J&F": 79.9}
+    assert reported["FPS"] == 3.6 and math.isnan(reported["Δ"])
+    ours = row_of(table, "ours (tiny)", "AGNN")
+    assert ours["Δ"] == pytest.approx(ours["J&F"] - 79.9)
+    assert ours["Δ"] == pytest.approx((72.345 + 70.0) / 2 - 79.9)
+    # AMC-Net reports two rows (PWC-Net, RAFT flow): Δ is against the first, the paper's main one
+    assert row_of(table, "ours (tiny)", "AMC-Net")["Δ"] == pytest.approx(61.0 - 84.4)
+    assert math.isnan(row_of(table, "ours (tiny)", "fcn")["Δ"])  # no paper numbers for fcn
+    assert row_of(table, "ours (paper)", "AGNN")["Params (M)"] == pytest.approx(82.0)
+
+
+def test_reported_rows_need_the_same_split():
+    rows = [{"schema_version": 1, "method": "agssvos", "preset": "tiny", "dataset": "youtube-vos",
+             "split": split, "protocol": "youtube-vos", "file": f"{split}.json",
+             "metrics": {"Overall": 0.65}, "created": datetime(2026, 11, 21, tzinfo=timezone.utc)}
+            for split in ("valid", "train")]
+    tables = build_tables(rows, load_reported())
+    valid = tables["youtube-vos", "valid", "youtube-vos"]
+    assert list(valid["Source"]) == ["reported (evaluation server)", "ours (tiny)",
+                                     "reported (evaluation server)"]
+    assert list(valid["Method"]) == ["AGSS-VOS", "AGSS-VOS", "STG-Net"]
+    assert dict(valid.iloc[2, 2:7]) == {"Overall": 73.0, "J seen": 72.7, "J unseen": 69.1,
+                                        "F seen": 75.2, "F unseen": 74.9}
+    assert valid.iloc[1]["Δ"] == pytest.approx(65.0 - 71.3)
+    assert list(tables["youtube-vos", "train", "youtube-vos"]["Source"]) == ["ours (tiny)"]
+
+
+def test_dataset_filter(results):
+    assert list(tables_of(results, dataset="youtube-vos")) == [
+        ("youtube-vos", "train", "youtube-vos")]
+
+
+# --------------------------------------------------------------------- rendering
+
+def test_markdown_shows_percent_with_one_decimal_and_bolds_the_best(results):
+    table = tables_of(results)[DAVIS16]
+    header, body = markdown_rows(render(table, "md"))
+    assert header == list(table.columns)
+    cells = {(row[0], row[1]): dict(zip(header, row)) for row in body}
+    tiny = cells["AGNN", "ours (tiny)"]
+    assert (tiny["J Mean"], tiny["F Mean"], tiny["J&F"]) == ("72.3", "70.0", "71.2")
+    assert (tiny["FPS"], tiny["Params (M)"], tiny["Δ"]) == ("12.5", "11.2", "-8.7")
+    assert cells["AGNN", "ours (paper)"]["FPS"] == "–"
+    bold = {(row[0], row[1], column) for row in body for column, cell in zip(header, row)
+            if cell.startswith("**") and cell.endswith("**")}
+    assert bold == {
+        ("AGNN", "ours (paper)", "J Mean"), ("STG-Net", "reported", "J Mean"),  # tie at 85.4
+        ("AMC-Net", "reported (RAFT flow, CRF)", "J Recall"),
+        ("AGNN", "ours (tiny)", "J Decay"),  # 1.0: lower is better
+        ("STG-Net", "reported", "F Mean"),
+        ("AMC-Net", "reported (PWC-Net flow, CRF)", "F Recall"),
+        ("AMC-Net", "reported (PWC-Net flow, CRF)", "F Decay"),  # 2.2 < ours 4.0
+        ("AGNN", "ours (tiny)", "T Mean"),  # 20.0 < 33.7: lower is better
+        ("STG-Net", "reported", "J&F")}
+    assert cells["AMC-Net", "ours (tiny)"]["T Mean"] == "–"
+
+
+def test_no_bold_in_a_column_with_a_single_value(results):
+    text = render(tables_of(results)["youtube-vos", "train", "youtube-vos"], "md")
+    assert "| AGSS-VOS | ours (tiny) | 60.0 | 70.0 | 45.0 | 72.0 | 53.0 |" in text
+    assert "**" not in text
+
+
+def test_latex_is_a_booktabs_tabular(results):
+    table = tables_of(results)[DAVIS16]
+    text = render(table, "latex")
+    lines = text.splitlines()
+    assert lines[0] == r"\begin{tabular}{" + "ll" + "r" * 11 + "}"
+    assert lines[1] == r"\toprule" and lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
+    assert r"\multicolumn{3}{c}{$\mathcal{J}$}" in lines[2]
+    assert lines[4].startswith("Method & Source & Mean & Recall & Decay") and r"J\&F" in lines[4]
+    body = lines[lines.index(r"\midrule") + 1:-2]
+    assert len(body) == len(table)
+    assert all(line.endswith(r" \\") and line.count(" & ") == 12 for line in body)
+    tiny = next(line for line in body if line.startswith("AGNN & ours (tiny)"))
+    assert tiny.split(" & ")[4] == r"\textbf{1.0}" and tiny.split(" & ")[-1] == r"$-$8.7 \\"
+    assert "--" in next(line for line in body if line.startswith("STG-Net")).split(" & ")
+
+
+def test_csv_round_trips_through_pandas_with_raw_numbers(results):
+    tables = tables_of(results)
+    text = render_all(tables, "csv")
+    assert "**" not in text and "textbf" not in text
+    back = pd.read_csv(io.StringIO(text))
+    assert list(back.columns[:5]) == ["Dataset", "Split", "Protocol", "Method", "Source"]
+    assert len(back) == sum(len(table) for table in tables.values())
+    davis = back[back["Dataset"] == "davis2016"].reset_index(drop=True)
+    for column in tables[DAVIS16].columns[2:]:
+        assert list(davis[column]) == pytest.approx(list(tables[DAVIS16][column]), nan_ok=True)
+    youtube = back[back["Dataset"] == "youtube-vos"].iloc[0]
+    assert youtube["Overall"] == 60.0 and math.isnan(youtube["J Mean"])
+
+
+# --------------------------------------------------------------------- command line
+
+def test_command_prints_titled_tables(results, capsys):
+    assert vosbench_main(["leaderboard", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    titles = [line for line in out.splitlines() if line.startswith("## ")]
+    assert titles == ["## davis2016 val (protocol davis2016); Δ = ours − reported J&F",
+                      "## youtube-vos train (protocol youtube-vos); Δ = ours − reported Overall"]
+    assert "| AGNN | reported (with CRF) | 80.7 | 94.0 | 3.0 | 79.1 | 90.5 | 3.0 | 33.7 |" in out
+
+
+def test_command_filters_by_dataset_and_writes_atomically(results, tmp_path, capsys):
+    output = tmp_path / "board" / "LEADERBOARD.tex"
+    assert vosbench_main(["leaderboard", "--results", str(results), "--dataset", "youtube-vos",
+                          "--format", "latex", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert text.startswith("% youtube-vos train") and "davis2016" not in text
+    assert text.count(r"\begin{tabular}") == 1
+    assert not list(output.parent.glob("*.tmp")) and "written to" in capsys.readouterr().out
+    assert vosbench_main(["leaderboard", "--results", str(results), "--dataset", "fbms"]) == 2
+    assert "datasets there: davis2016, youtube-vos" in capsys.readouterr().err
+
+
+def test_all_runs_option(results, capsys):
+    assert vosbench_main(["leaderboard", "--results", str(results), "--all-runs"]) == 0
+    assert "ours (tiny, 2026-11-20 09:00)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"schema_version": 1, "method": "agnn"}', "missing preset, dataset, split, protocol"),
+    (json.dumps({"schema_version": 2, "method": "a", "preset": "tiny", "dataset": "d",
+                 "split": "val", "protocol": "davis2016", "metrics": {},
+                 "created": "2026-11-21T07:40:00+00:00"}), "unknown schema_version 2"),
+    (json.dumps({"schema_version": 1, "method": "a", "preset": "tiny", "dataset": "d",
+                 "split": "val", "protocol": "davis2018", "metrics": {},
+                 "created": "2026-11-21T07:40:00+00:00"}), "unknown protocol 'davis2018'"),
+    (json.dumps({"schema_version": 1, "method": "a", "preset": "tiny", "dataset": "d",
+                 "split": "val", "protocol": "davis2016", "metrics": {"J-Mean": "high"},
+                 "created": "2026-11-21T07:40:00+00:00"}), "'metrics' must map"),
+    (json.dumps({"schema_version": 1, "method": "a", "preset": "tiny", "dataset": "d",
+                 "split": "val", "protocol": "davis2016", "metrics": {},
+                 "created": "yesterday"}), "not an ISO 8601 timestamp"),
+])
+def test_a_bad_results_file_stops_with_its_name(results, capsys, content, message):
+    (results / "broken.json").write_text(content)
+    assert vosbench_main(["leaderboard", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.json" in err and message in err
+
+
+def test_missing_or_empty_results_folder(tmp_path, capsys):
+    assert vosbench_main(["leaderboard", "--results", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: results folder not found" in capsys.readouterr().err
+    assert vosbench_main(["leaderboard", "--results", str(tmp_path)]) == 2
+    assert f"no results rows in {tmp_path}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- reported numbers
+
+def test_reported_yamls_ship_with_the_package():
+    folder = importlib.resources.files("vosbench.methods") / "reported"
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    assert names == ["agnn.yaml", "agssvos.yaml", "amcnet.yaml", "stgnet.yaml"]
+    package_data = (ROOT / "pyproject.toml").read_text().split(
+        "[tool.setuptools.package-data]\n", 1)[1].split("\n[", 1)[0]
+    assert package_data.strip() == '"vosbench.methods" = ["reported/*.yaml"]'
+    assert all(fnmatch.fnmatch(f"reported/{name}", "reported/*.yaml") for name in names)
+    code = "from vosbench.leaderboard import load_reported; print(len(load_reported()))"
+    count = subprocess.run([sys.executable, "-c", code], cwd=Path("/"), capture_output=True,
+                           text=True, check=True).stdout
+    assert int(count) == len(load_reported()) == 18
+
+
+def test_reported_metric_names_are_the_engines_and_values_are_percent():
+    folder = importlib.resources.files("vosbench.methods") / "reported"
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".yaml"):
+            continue
+        document = yaml.safe_load(entry.read_text())
+        assert document["method"] == entry.name.removesuffix(".yaml")
+        for result in document["results"]:
+            metrics = result["metrics"]
+            assert set(metrics) <= ENGINE_METRICS, entry.name
+            # no fraction left unconverted: every printed value is above 1 % (decays included)
+            assert all(1 < value <= 100 for value in metrics.values()), (entry.name, metrics)
+            if {"J&F-Mean", "J-Mean", "F-Mean"} <= set(metrics):
+                assert metrics["J&F-Mean"] == pytest.approx(
+                    (metrics["J-Mean"] + metrics["F-Mean"]) / 2, abs=0.051)
+            if "Overall" in metrics:
+                assert metrics["Overall"] == pytest.approx(
+                    sum(metrics[k] for k in SEEN_UNSEEN[1:]) / 4, abs=0.051)
+
+
+def test_reported_numbers_as_the_papers_print_them():
+    reported = {(e["method"], e["dataset"], e["split"], e["note"]): e["metrics"]
+                for e in load_reported()}
+    assert reported["amcnet", "davis2016", "val", "PWC-Net flow, CRF"]["J-Decay"] == 3.5
+    assert reported["agnn", "davis2016", "val", "with CRF"]["J-Decay"] == 3.0  # printed 0.03
+    assert reported["agnn", "davis2017", "test-dev", "instance-level, Mask R-CNN proposals"] == {
+        "J&F-Mean": 61.1, "J-Mean": 58.9, "J-Recall": 65.7, "J-Decay": 11.7, "F-Mean": 63.2,
+        "F-Recall": 67.1, "F-Decay": 14.3}
+    assert reported["agnn", "youtube-objects", "all", "mean J as printed"] == {"J-Mean": 70.8}
+    assert reported["stgnet", "segtrackv2", "all", None] == {"J-Mean": 79.5}
+    assert reported["agssvos", "davis2017", "val", "YouTube-VOS pre-training"]["J&F-Mean"] == 67.4
+
+
+def test_a_bad_reported_yaml_is_named(tmp_path):
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({
+        "method": "mine", "name": "Mine", "title": "T", "venue": "V",
+        "results": [{"dataset": "davis2016", "split": "val", "protocol": "davis2016",
+                     "metrics": {"J-mean": 80.0}}]}))
+    with pytest.raises(InputError, match=r"mine.yaml: result 1: unknown metric name\(s\) J-mean"):
+        load_reported(tmp_path)
+    (tmp_path / "mine.yaml").write_text("method: mine\nresults: [")
+    with pytest.raises(InputError, match="mine.yaml: not valid YAML"):
+        load_reported(tmp_path)

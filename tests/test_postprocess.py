@@ -1,0 +1,146 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from vosbench.postprocess import RECIPES, CRFRecipe, get_recipe, refine, refine_video
+
+HEIGHT, WIDTH = 40, 60
+DARK_RED, LIGHT_BLUE, GREY = (110, 20, 20), (150, 190, 240), (128, 128, 128)
+
+
+def striped_image(colours, edges, seed=0):
+    """(HEIGHT, WIDTH, 3) uint8: vertical stripes of `colours` split at the columns `edges`, with
+    a little Gaussian noise."""
+    image = np.empty((HEIGHT, WIDTH, 3))
+    for colour, start, stop in zip(colours, [0, *edges], [*edges, WIDTH]):
+        image[:, start:stop] = colour
+    image += np.random.default_rng(seed).normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def blurry_step(rise, fall=None, seed=1):
+    """(HEIGHT, WIDTH) probability map: a soft step up at column `rise` (and down at `fall`),
+    three pixels wide, plus noise."""
+    columns = np.arange(WIDTH)
+    profile = 1 / (1 + np.exp(-(columns - rise) / 3))
+    if fall is not None:
+        profile *= 1 / (1 + np.exp((columns - fall) / 3))
+    noisy = profile + np.random.default_rng(seed).normal(0, 0.15, (HEIGHT, WIDTH))
+    return np.clip(noisy, 0, 1)
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_recipes_hold_the_published_values():
+    assert RECIPES["agnn"] == CRFRecipe(gaussian_sxy=1, gaussian_compat=5, bilateral_sxy=30,
+                                        bilateral_srgb=5, bilateral_compat=9, iterations=5,
+                                        normalise=True)
+    assert RECIPES["amcnet"] == CRFRecipe(gaussian_sxy=3, gaussian_compat=3, bilateral_sxy=30,
+                                          bilateral_srgb=5, bilateral_compat=5, iterations=5,
+                                          normalise=False)
+    assert get_recipe("amcnet") is RECIPES["amcnet"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RECIPES["agnn"].iterations = 10
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(ValueError, match="'dense'.*agnn, amcnet"):
+        get_recipe("dense")
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("edge", [26, 34])
+def test_boundary_snaps_to_the_colour_edge(recipe, edge):
+    # The same prediction (boundary at column 30) on two images whose colour edge lies 4 pixels
+    # to either side: the refined mask must follow the image, not the prediction.
+    truth = np.zeros((HEIGHT, WIDTH), bool)
+    truth[:, edge:] = True
+    probabilities = blurry_step(30)[None]
+    refined = refine(striped_image([DARK_RED, LIGHT_BLUE], [edge]), probabilities,
+                     get_recipe(recipe))
+    assert refined.shape == (1, HEIGHT, WIDTH) and refined.dtype == np.float32
+    assert refined.min() >= 0 and refined.max() <= 1
+    assert iou(probabilities[0] > 0.5, truth) < 0.9
+    assert iou(refined[0] > 0.5, truth) > 0.98
+
+
+def test_two_objects_each_win_their_own_region():
+    # Background | object 1 | object 2, in three colour stripes; predictions off by 3 pixels.
+    image = striped_image([GREY, DARK_RED, LIGHT_BLUE], [20, 40])
+    probabilities = np.stack([blurry_step(17, 37, seed=1), blurry_step(43, seed=2)])
+    truth = np.repeat([0, 1, 2], 20)[None].repeat(HEIGHT, axis=0)
+
+    def labels(objects):
+        return np.concatenate([1 - objects.max(axis=0, keepdims=True), objects]).argmax(axis=0)
+
+    refined = refine(image, probabilities, get_recipe("amcnet"))
+    assert refined.shape == (2, HEIGHT, WIDTH) and refined.dtype == np.float32
+    assert (labels(probabilities) == truth).mean() < 0.9
+    assert (labels(refined) == truth).mean() > 0.98
+    for label in (1, 2):
+        assert (labels(refined)[truth == label] == label).mean() > 0.97
+
+
+def test_normalise_stretches_each_map_and_keeps_a_constant_one():
+    image = striped_image([DARK_RED, LIGHT_BLUE], [30])
+    plain = dataclasses.replace(get_recipe("agnn"), normalise=False)
+    squeezed = 0.2 + 0.4 * blurry_step(30)
+    stretched = (squeezed - squeezed.min()) / (squeezed.max() - squeezed.min())
+    np.testing.assert_allclose(refine(image, squeezed[None], get_recipe("agnn")),
+                               refine(image, stretched[None], plain), atol=1e-5)
+    constant = np.full((1, HEIGHT, WIDTH), 0.3)
+    refined = refine(image, constant, get_recipe("agnn"))
+    assert np.isfinite(refined).all()
+    np.testing.assert_array_equal(refined, refine(image, constant, plain))
+
+
+def test_float_noise_outside_the_unit_range_is_accepted():
+    image = striped_image([DARK_RED, LIGHT_BLUE], [30])
+    probabilities = blurry_step(30)[None]
+    probabilities[0, 0, :2] = (-1e-7, 1 + 1e-7)
+    assert np.isfinite(refine(image, probabilities, get_recipe("amcnet"))).all()
+
+
+IMAGE = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+PROBABILITIES = np.full((1, HEIGHT, WIDTH), 0.5)
+
+
+@pytest.mark.parametrize("image, probabilities, message", [
+    (IMAGE.astype(np.float32), PROBABILITIES, r"image: expected an \(H, W, 3\) uint8 array"),
+    (IMAGE[..., 0], PROBABILITIES, r"image: expected an \(H, W, 3\) uint8 array"),
+    (IMAGE, PROBABILITIES[0], r"probabilities: expected a \(K, H, W\) array with K >= 1"),
+    (IMAGE, PROBABILITIES[:0], r"probabilities: expected a \(K, H, W\) array with K >= 1"),
+    (IMAGE, PROBABILITIES[:, :, :50], r"size \(40, 50\) differs from the image size \(40, 60\)"),
+    (IMAGE, PROBABILITIES * 255, r"expected values in \[0, 1\], found 127\.5\.\.127\.5"),
+    (IMAGE, PROBABILITIES - 0.6, r"expected values in \[0, 1\]"),
+    (IMAGE, PROBABILITIES * np.nan, r"expected values in \[0, 1\]"),
+])
+def test_bad_input_is_rejected(image, probabilities, message):
+    with pytest.raises(ValueError, match=message):
+        refine(image, probabilities, get_recipe("amcnet"))
+
+
+def test_refine_video_equals_refine_frame_by_frame():
+    frames = np.stack([striped_image([DARK_RED, LIGHT_BLUE], [edge], seed=edge)
+                       for edge in (26, 30, 34)])
+    probabilities = np.stack([np.stack([blurry_step(30, seed=seed), blurry_step(10, 50, seed=seed)])
+                              for seed in range(3)])
+    recipe = get_recipe("agnn")
+    refined = refine_video(frames, probabilities, recipe)
+    assert refined.shape == (3, 2, HEIGHT, WIDTH) and refined.dtype == np.float32
+    for frame, frame_probabilities, frame_refined in zip(frames, probabilities, refined):
+        np.testing.assert_array_equal(frame_refined, refine(frame, frame_probabilities, recipe))
+
+
+def test_refine_video_rejects_mismatched_input():
+    frames = np.zeros((2, HEIGHT, WIDTH, 3), np.uint8)
+    probabilities = np.full((3, 1, HEIGHT, WIDTH), 0.5)
+    with pytest.raises(ValueError, match=r"same T, found \(2, 40, 60, 3\) and \(3, 1, 40, 60\)"):
+        refine_video(frames, probabilities, get_recipe("agnn"))
+    probabilities[1, 0, 0, 0] = 2
+    with pytest.raises(ValueError, match=r"frame 1: probabilities: expected values in \[0, 1\]"):
+        refine_video(np.zeros((3, HEIGHT, WIDTH, 3), np.uint8), probabilities,
+                     get_recipe("agnn"))
