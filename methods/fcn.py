@@ -7,7 +7,7 @@ from torch import nn
 from vosbench.datamodules.clips import Clip, LoadedVideo
 from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
 from vosbench.methods.base import VOSMethod
-from vosbench.methods.losses import balanced_bce
+from vosbench.methods.losses import FOREGROUND_LOSSES
 
 
 class FCN(VOSMethod):
@@ -17,6 +17,7 @@ class FCN(VOSMethod):
         backbone, output_stride, channels, weights: the DeepLabV3 embedding (ResNet-101, stride 8,
             256 channels in the paper preset; `weights` a local ImageNet state_dict file).
         input_size: (H, W) the frames are resized to, in training clips and at inference.
+        loss: "balanced" (AGNN's class-balanced BCE, Eq. 12) or "bce" (plain, calibrated).
         lr, momentum, weight_decay, poly_power: SGD with poly decay per step; the head trains
             at 10× lr.
         frames_per_batch: frames per forward pass at inference.
@@ -27,10 +28,14 @@ class FCN(VOSMethod):
 
     def __init__(self, backbone: str = "resnet101", output_stride: int = 8, channels: int = 256,
                  weights: str | None = None, input_size: tuple[int, int] = (473, 473),
-                 lr: float = 2.5e-4, momentum: float = 0.9, weight_decay: float = 5e-4,
-                 poly_power: float = 0.9, frames_per_batch: int = 8, **kwargs):
+                 loss: str = "balanced", lr: float = 2.5e-4, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, poly_power: float = 0.9, frames_per_batch: int = 8,
+                 **kwargs):
         super().__init__(**kwargs)
+        if loss not in FOREGROUND_LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(FOREGROUND_LOSSES)}")
         self.save_hyperparameters()
+        self.loss_function = FOREGROUND_LOSSES[loss]
         self.embedding = DeepLabV3(backbone, output_stride, channels, weights)
         self.readout = nn.Conv2d(channels, 1, 1)
 
@@ -42,7 +47,7 @@ class FCN(VOSMethod):
     def training_step(self, clip: Clip, batch_index: int) -> torch.Tensor:
         target, valid = clip.foreground()
         logits = self(clip.frames.flatten(0, 1))
-        loss = balanced_bce(logits, target.flatten(0, 1), valid.flatten(0, 1))
+        loss = self.loss_function(logits, target.flatten(0, 1), valid.flatten(0, 1))
         self.log("train/loss", loss, prog_bar=True, batch_size=clip.frames.shape[0])
         return loss
 

@@ -21,3 +21,13 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     weights = torch.where(target > 0.5, 1 - ratio, ratio) * valid
     losses = F.binary_cross_entropy_with_logits(logits, target, weight=weights, reduction="none")
     return (losses.sum(dim=(1, 2)) / pixels).mean()
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Plain binary cross-entropy over the valid (non-void) pixels of (N, H, W) maps. Unlike
+    `balanced_bce` its probabilities are calibrated: 0.5 is the even-odds threshold."""
+    losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (losses * valid).sum() / valid.sum().clamp(min=1)
+
+
+FOREGROUND_LOSSES = {"balanced": balanced_bce, "bce": masked_bce}

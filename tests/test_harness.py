@@ -79,6 +79,9 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     assert "train/loss" in logged and "val/J-Mean" in logged and "lr-SGD" in logged
     overlays = list((run / "wandb").glob("offline-run-*/files/media/images/val/overlays*.png"))
     assert overlays, "the W&B offline run holds the overlay image"
+    (records,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = records.read_bytes()  # protobuf records: the metric names are stored as text
+    assert all(key in logged for key in (b"train/loss", b"val/J-Mean", b"test/J-Mean", b"lr-SGD"))
 
 
 def test_ddp_test_gives_the_metrics_of_one_process(synthetic_root, tmp_path):
@@ -95,11 +98,18 @@ def test_ddp_test_gives_the_metrics_of_one_process(synthetic_root, tmp_path):
         run = vosbench("test", "--config", config, "--ckpt_path", checkpoint,
                        "--trainer.devices", devices, "--trainer.strategy",
                        "ddp" if devices > 1 else "auto", "--trainer.default_root_dir", root,
-                       cwd=tmp_path)
+                       "--wandb_mode", "offline", cwd=tmp_path)
         assert run.returncode == 0, run.stderr[-3000:]
         scores[devices] = json.loads((root / "scores" / "results.json").read_text())
+        assert len(list((root / "wandb").glob("offline-run-*"))) == 1  # one run, not per rank
     assert scores[1] == scores[2]
     assert len(scores[1]["sequences"]) == 3
+    predict = vosbench("predict", "--config", config, "--ckpt_path", checkpoint,
+                       "--model.init_args.prediction_dir", tmp_path / "predicted",
+                       "--trainer.default_root_dir", tmp_path / "runs/predict", cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    assert {path.parent.name for path in (tmp_path / "predicted").glob("*/*.png")} == \
+        set(scores[1]["sequences"])
 
 
 def test_resume_from_last_gives_the_uninterrupted_result(synthetic_root, tmp_path, monkeypatch):
@@ -131,6 +141,9 @@ def test_unknown_names_list_the_known_ones(capsys):
     assert vosbench_main(["bench", "--method", "fcn", "--preset", "huge"]) == 2
     err = capsys.readouterr().err
     assert "preset of fcn" in err and "paper, tiny" in err
+    assert vosbench_main(["bench", "--method", "fcn", "--data", "kitti"]) == 2
+    err = capsys.readouterr().err
+    assert "no such data config" in err and "davis2017" in err
     assert vosbench_main(["fit", "--model", "nope", "--data", "synthetic"]) == 2
     err = capsys.readouterr().err
     assert "--model 'nope': unknown" in err and "fcn (FCN)" in err
@@ -150,9 +163,11 @@ def test_flow_propagation_bench_tests_without_training(synthetic_root, tmp_path,
     monkeypatch.chdir(tmp_path)
     assert vosbench_main(["bench", "--method", "flow-propagation", "--results", "results",
                           "--data.init_args.root", str(synthetic_root), "--wandb_mode",
-                          "disabled"]) == 0
+                          "disabled", "--model.init_args.crf", "amcnet"]) == 0
     row = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
     assert row["protocol"] == "davis2017" and row["checkpoint"] is None
+    assert row["config"]["model.init_args.crf"] == "amcnet"
+    assert 0 < row["fps_with_crf"] < row["fps"] and row["fps_with_flow"] is None
     assert row["parameters"] == 0 and row["training_seconds"] < 5
     assert row["metrics"]["J-Mean"] > 0.1  # the carried masks overlap the objects
     assert "flow-propagation (tiny) on synthetic val" in capsys.readouterr().out
