@@ -107,10 +107,11 @@ def load_video(video: Video, flow=None) -> LoadedVideo:
     `flow`, when one is given)."""
     indices = range(len(video))
     frames = np.stack([video.frame(i) for i in indices])
-    motion, start = None, time.perf_counter()
+    motion, seconds = None, 0.0
     if flow is not None:
+        start = time.perf_counter()
         motion = torch.from_numpy(np.stack([flow.motion(video, i) for i in indices])
                                   .transpose(0, 3, 1, 2).copy())
+        seconds = time.perf_counter() - start
     return LoadedVideo(video, torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(),
-                       torch.from_numpy(read_masks(video, indices)), motion,
-                       time.perf_counter() - start)
+                       torch.from_numpy(read_masks(video, indices)), motion, seconds)

@@ -30,6 +30,11 @@ from vosbench.metrics.summary import global_scores, results_document
 from vosbench.postprocess import get_recipe, refine_video
 from vosbench.results import write_scores
 
+# Options of how a trained model is evaluated, not of what it learned. They are left out of the
+# checkpoint's hyperparameters: LightningCLI applies those over the command line when a command
+# gets --ckpt_path, which would make `vosbench test --model.init_args.crf agnn` silently ignored.
+EVALUATION_OPTIONS = ("crf", "threshold", "protocol", "num_overlays", "prediction_dir")
+
 # the protocol a method is scored with on each dataset by default: zero-shot methods segment the
 # union of the objects (the DAVIS 2016 reading), semi-supervised ones every object
 ZERO_SHOT_PROTOCOLS = {"davis2016": "davis2016", "davis2017": "davis2016",
@@ -252,6 +257,10 @@ class VOSMethod(pl.LightningModule):
                 logger.log_image("val/overlays", [np.concatenate(self.overlays, axis=0)],
                                  step=self.global_step,
                                  caption=["frame | ground truth | prediction"])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        for key in EVALUATION_OPTIONS:
+            checkpoint.get("hyper_parameters", {}).pop(key, None)
 
     def num_parameters(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters())

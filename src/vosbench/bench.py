@@ -48,6 +48,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> Path:
+    from pytorch_lightning.loggers import WandbLogger
+
     from vosbench.lightning_cli import VOSCLI
     from vosbench.results import results_row, write_row
 
@@ -64,6 +66,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
     results = cli.model.test_results
     if not cli.trainer.is_global_zero:
         return Path()
+    for logger in cli.trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()  # fit and test were one W&B run; flush and close it
     if results is None:
         raise InputError("the test split held no video to score")
     run_dir = Path(cli.trainer.default_root_dir)
