@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vosbench.datamodules.clip_transform import ClipTransform
@@ -24,7 +25,8 @@ from vosbench.flow.provider import FlowProvider
 
 class ClipDataset(Dataset):
     """Training clips. `length` clips make an epoch; key k = epoch · length + i is clip i of an
-    epoch, drawn from video i mod len(videos) by a generator seeded with (seed, k).
+    epoch, drawn from video k mod len(videos) by a generator seeded with (seed, k), so that
+    successive epochs of fewer clips than videos go through all the videos.
 
     A clip is thus a function of the seed, the epoch and its position alone: the same whatever
     the worker count, and the same after resuming from a checkpoint. `ClipOrder` gives the keys.
@@ -43,7 +45,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, key: int) -> Clip:
         rng = np.random.default_rng([self.seed, key])
-        video = self.videos[key % self.length % len(self.videos)]
+        video = self.videos[key % len(self.videos)]
         picked = self.sampler.sample(video, rng)
         reference = [] if picked.reference is None else [picked.reference]
         indices = reference + list(picked.frames)
@@ -131,6 +133,11 @@ class VOSDataModule(pl.LightningDataModule):
         batch_size: clips per training batch. Evaluation batches hold one whole video.
         num_workers: DataLoader worker processes.
         clips_per_epoch: training clips per epoch (default: one per training video).
+        static_root: a folder of saliency image sets (MSRA10K, DUTS; see `readers`) for methods
+            that alternate static-image steps with video steps (AGNN); training batches are then
+            {"video": Clip, "static": Clip} with one-frame static clips. None: video clips only.
+        static_split: which saliency sets ("msra10k+duts-tr", the two training sets, by default).
+        static_batch_size: images per static batch (default: batch_size).
     """
 
     dataset = ""
@@ -140,7 +147,8 @@ class VOSDataModule(pl.LightningDataModule):
                  val_split: str | None = None, test_split: str | None = None,
                  sampler: ClipSampler | None = None, transform: ClipTransform | None = None,
                  flow: FlowProvider | None = None, batch_size: int = 2, num_workers: int = 2,
-                 clips_per_epoch: int | None = None):
+                 clips_per_epoch: int | None = None, static_root: str | Path | None = None,
+                 static_split: str = "msra10k+duts-tr", static_batch_size: int | None = None):
         super().__init__()
         self.root = Path(root)
         given = {"train": train_split, "val": val_split, "test": test_split}
@@ -150,6 +158,9 @@ class VOSDataModule(pl.LightningDataModule):
         self.flow = flow
         self.batch_size, self.num_workers = batch_size, num_workers
         self.clips_per_epoch = clips_per_epoch
+        self.static_root = None if static_root is None else Path(static_root)
+        self.static_split = static_split
+        self.static_batch_size = static_batch_size or batch_size
         self.videos: dict[str, list[Video]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -165,13 +176,29 @@ class VOSDataModule(pl.LightningDataModule):
                                  f"name one with {part}_split")
             elif part not in self.videos:
                 self.videos[part] = read_videos(self.dataset, self.root, split)
+        if stage in ("fit", None) and self.static_root is not None and "static" not in self.videos:
+            self.videos["static"] = read_videos("saliency", self.static_root, self.static_split)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """Clip batches; with a static_root, {"video": …, "static": …} batches (one static batch
+        for each video batch, successive epochs going on through the static images)."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
-        dataset = ClipDataset(self.videos["train"], self.sampler, self.transform, self.flow,
-                              self.clips_per_epoch, seed)
+        videos = self.clip_loader(ClipDataset(self.videos["train"], self.sampler, self.transform,
+                                              self.flow, self.clips_per_epoch, seed),
+                                  self.batch_size, seed)
+        if self.static_root is None:
+            return videos
+        # as many static batches as video batches: the video clips set the epoch's length
+        images = ClipDataset(self.videos["static"], SegmentSampler(num_segments=1),
+                             self.transform, length=len(videos) * self.static_batch_size,
+                             seed=seed + 1)
+        return CombinedLoader({"video": videos,
+                               "static": self.clip_loader(images, self.static_batch_size, seed)},
+                              mode="min_size")
+
+    def clip_loader(self, dataset: ClipDataset, batch_size: int, seed: int) -> DataLoader:
         world_size, rank = self.distribution()
-        return DataLoader(dataset, batch_size=self.batch_size,
+        return DataLoader(dataset, batch_size=batch_size,
                           sampler=ClipOrder(dataset, world_size, rank, seed),
                           num_workers=self.num_workers, collate_fn=collate_clips,
                           persistent_workers=self.num_workers > 0, drop_last=False)

@@ -218,7 +218,7 @@ def test_a_clip_is_a_function_of_seed_and_key(davis_videos):
                            length=9, seed=seed)
 
     assert len(dataset(0)) == 9 and dataset(0)[4].video == "camel"
-    assert dataset(0)[13].video == "camel"  # key 13 = epoch 1, position 4
+    assert dataset(0)[13].video == "camel"  # key 13 (epoch 1, position 4): video 13 mod 3
     for key in (2, 11):
         a, b = dataset(0)[key], dataset(0)[key]
         assert torch.equal(a.frames, b.frames) and torch.equal(a.indices, b.indices)

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from davis_fixtures import write_davis2017
 from jsonargparse import ArgumentParser
+from other_fixtures import write_saliency
 from youtube_vos_fixtures import write_youtube_vos
 
 from vosbench.datamodules import families
@@ -185,3 +186,19 @@ data:
     assert isinstance(data, SyntheticDataModule) and data.root == tmp_path / "synthetic"
     assert data.sampler.length == 4 and data.transform.size == (64, 96)
     assert data.transform.scale_range == (0.75, 1.25) and data.flow.key == "farneback"
+
+
+def test_static_images_come_with_every_video_batch(davis_root, tmp_path):
+    write_saliency(tmp_path / "saliency", {"msra10k": 5, "duts-tr": 4})
+    data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(2),
+                               transform=ClipTransform((8, 8)), batch_size=1, num_workers=0,
+                               static_root=tmp_path / "saliency", static_batch_size=3)
+    data.setup("fit")
+    assert len(data.videos["static"]) == 9
+    batches = [batch for batch, _, _ in data.train_dataloader()]  # Lightning's CombinedLoader
+    assert len(batches) == 2  # the two training videos set the epoch's length
+    for batch in batches:
+        assert set(batch) == {"video", "static"}
+        assert batch["video"].frames.shape == (1, 2, 3, 8, 8)
+        assert batch["static"].frames.shape == (3, 1, 3, 8, 8)
+        assert set(batch["static"].masks.unique().tolist()) <= {0, 1, 255}
