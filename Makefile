@@ -24,11 +24,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install vosbench (editable) with its dependencies
 
-test: install  ## run the fast test suite
-	$(BIN)/python -m pytest -n $(WORKERS) -q
+test: install  ## run the fast test suite (one thread per worker: the workers are the parallelism)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) -q
 
 test-full: install  ## run every test, the slow ones too
-	$(BIN)/python -m pytest -n $(WORKERS) -q -m ""
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) -q -m ""
 
 lint: install  ## check style and common bugs with ruff
 	$(BIN)/ruff check src methods datamodules tests benchmarks

@@ -258,6 +258,15 @@ class VOSMethod(pl.LightningModule):
                                  step=self.global_step,
                                  caption=["frame | ground truth | prediction"])
 
+    def poly_schedule(self, optimizer: torch.optim.Optimizer, power: float) -> dict:
+        """The optimizer with a poly learning-rate decay, (1 − step / total)^power per step over
+        the run's optimizer steps, as `configure_optimizers` returns it."""
+        total = max(self.trainer.estimated_stepping_batches, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(1 - step / total, 0) ** power)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
+                                                          "interval": "step"}}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         for key in EVALUATION_OPTIONS:
             checkpoint.get("hyper_parameters", {}).pop(key, None)

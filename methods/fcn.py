@@ -67,8 +67,4 @@ class FCN(VOSMethod):
             [{"params": self.embedding.parameters(), "lr": hp.lr},
              {"params": self.readout.parameters(), "lr": hp.lr * 10}],
             lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        total = max(self.trainer.estimated_stepping_batches, 1)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(1 - step / total, 0) ** hp.poly_power)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,
-                                                          "interval": "step"}}
+        return self.poly_schedule(optimizer, hp.poly_power)

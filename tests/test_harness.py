@@ -137,7 +137,8 @@ def test_resume_from_last_gives_the_uninterrupted_result(synthetic_root, tmp_pat
 
 def test_unknown_names_list_the_known_ones(capsys):
     assert vosbench_main(["bench", "--method", "nope"]) == 2
-    assert "known: fcn" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no such method config" in err and "fcn, flow-propagation" in err
     assert vosbench_main(["bench", "--method", "fcn", "--preset", "huge"]) == 2
     err = capsys.readouterr().err
     assert "preset of fcn" in err and "paper, tiny" in err
