@@ -237,6 +237,8 @@ def test_invalid_options_are_rejected():
         tiny_agnn(static_every=1)
     with pytest.raises(ValueError, match="num_iterations"):
         tiny_agnn(num_iterations=0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        tiny_agnn(optimizer="lbfgs")
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -306,6 +308,14 @@ def test_training_reduces_the_loss():
     losses = [step["loss"] for step in steps]
     assert all(step["step_type"] == 0 for step in steps)
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_adamw_keeps_the_two_learning_rates():
+    _, trainer = fit(tiny_agnn(optimizer="adamw", lr=1e-3), make_clip(batch=1, num_frames=2),
+                     steps=1)
+    optimizer = trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [group["initial_lr"] for group in optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
 
 
 def test_static_steps_follow_the_schedule():
