@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -83,6 +84,8 @@ class VOSCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
         import_plugins()
+        # `vosbench` passes its own argv on (the DDP launcher re-runs sys.argv, so it stays)
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         super().__init__(VOSMethod, VOSDataModule, subclass_mode_model=True,
                          subclass_mode_data=True, seed_everything_default=0,
                          save_config_kwargs={"overwrite": True}, args=args, run=run,

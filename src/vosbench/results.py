@@ -12,6 +12,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from jsonargparse import Namespace
+
 from vosbench.io import to_json, write_atomic
 from vosbench.metrics.protocols import get_protocol
 from vosbench.metrics.summary import write_results
@@ -19,15 +21,14 @@ from vosbench.metrics.summary import write_results
 SCHEMA_VERSION = 1
 
 
-def flatten(config, prefix: str = "") -> dict:
-    """Nested mappings → one level with dotted keys (`model.init_args.lr`); values that are not
-    plain JSON (paths, classes) become strings."""
+def flatten(config: Namespace | dict, prefix: str = "") -> dict:
+    """A nested config (jsonargparse Namespaces, dicts) → one level with dotted keys
+    (`model.init_args.lr`); values that are not plain JSON (paths, classes) become strings."""
     flat = {}
-    items = config.items() if hasattr(config, "items") else vars(config).items()
+    items = vars(config).items() if isinstance(config, Namespace) else config.items()
     for key, value in items:
         name = f"{prefix}{key}"
-        if hasattr(value, "items") or hasattr(value, "__dict__") and type(value).__name__ == \
-                "Namespace":
+        if isinstance(value, dict | Namespace):
             flat.update(flatten(value, f"{name}."))
         elif value is None or isinstance(value, bool | int | float | str):
             flat[name] = value
