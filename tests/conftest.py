@@ -1,11 +1,19 @@
-"""Shared fixtures: label PNGs written in the DAVIS on-disk format."""
+"""Shared fixtures: label PNGs written in the DAVIS on-disk format; hypothesis profiles."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from vosbench.io import write_label_png
+
+# Property tests draw the same examples on every run, so that a failure in CI is a failure of the
+# change and reproducible, not the luck of the draw (HYPOTHESIS_PROFILE=explore searches anew).
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
 def write_sequence(root: Path, name: str, frames: np.ndarray, mode: str = "P") -> None:
