@@ -21,7 +21,7 @@ SUBCOMMANDS = {
 
 def usage() -> str:
     lines = ["usage: vosbench <command> [options]", "", "commands:"]
-    lines += [f"  {name:<10} {description}" for name, (_, description) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<12} {description}" for name, (_, description) in SUBCOMMANDS.items()]
     lines += ["", "Run 'vosbench <command> --help' for the options of a command."]
     return "\n".join(lines)
 
