@@ -55,9 +55,11 @@ def test_unreadable_files_name_the_file(tmp_path):
 def test_write_atomic_leaves_no_partial_file(tmp_path):
     write_atomic(tmp_path / "out.json", "old\n")
     with pytest.raises(TypeError):
-        write_atomic(tmp_path / "out.json", b"bytes are not text")
+        write_atomic(tmp_path / "out.json", 12345)  # neither text nor bytes: fails mid-write
     assert (tmp_path / "out.json").read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    write_atomic(tmp_path / "out.bin", b"\x00\xff", sync=False)
+    assert (tmp_path / "out.bin").read_bytes() == b"\x00\xff"
 
 
 def test_json_is_strict_with_full_precision():

@@ -76,16 +76,20 @@ def write_label_png(path: str | Path, labels: np.ndarray, grayscale: bool = Fals
     return path
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename: never a half-written file."""
+def write_atomic(path: str | Path, content: str | bytes, *, sync: bool = True) -> None:
+    """Write text (UTF-8) or bytes to `path` through a temporary file in the same folder and a
+    rename: never a half-written file. `sync` flushes it to the disk first (results files);
+    caches that can be recomputed skip that."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            if sync:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

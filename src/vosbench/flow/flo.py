@@ -5,13 +5,12 @@ Layout (little-endian): float32 magic 202021.25, int32 width, int32 height, then
 float32 array of shape (H, W, 2) in pixels: channel 0 = x displacement, channel 1 = y.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from vosbench.errors import InputError
+from vosbench.io import write_atomic
 
 FLO_MAGIC = np.float32(202021.25)
 HEADER_BYTES = 12
@@ -60,20 +59,11 @@ def write_flo(path: str | Path, flow: np.ndarray) -> Path:
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] < 1 or flow.shape[1] < 1:
         raise ValueError(f"expected a flow of shape (H, W, 2), got {flow.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = flow.shape[:2]
     payload = (FLO_MAGIC.astype("<f4").tobytes()
                + np.array([width, height], "<i4").tobytes()
                + np.ascontiguousarray(flow, "<f4").tobytes())
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # No fsync: flow files are a reproducible cache, and a file damaged by a power cut is
-        # reported by read_flo, not silently used.
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    # No fsync: flow files are a reproducible cache, and a file damaged by a power cut is
+    # reported by read_flo, not silently used.
+    write_atomic(path, payload, sync=False)
+    return Path(path)

@@ -532,29 +532,20 @@ def histogram_cost(hist_a: np.ndarray, hist_b: np.ndarray) -> np.ndarray:
         total += empty_a_terms[k]
         total[rows] = term
 
-    def fill_lane(first: int, lane: np.ndarray) -> None:
-        # The bins first, first + 8, … in order: one of numpy's 8 partial sums.
-        lane.fill(0.0)
+    def lane_sum(first: int, count: int) -> np.ndarray:
+        """The sum of lanes first … first + count − 1, combined pairwise as numpy does:
+        ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). Lane l holds bins l, l + 8, … in
+        order, one of numpy's 8 partial sums."""
+        if count > 1:
+            total = lane_sum(first, count // 2)
+            total += lane_sum(first + count // 2, count // 2)
+            return total
+        lane = np.zeros((len(hist_a), len(hist_b)))
         for k in range(first, NUM_BINS - NUM_BINS % PAIRWISE_LANES, PAIRWISE_LANES):
             add_term(k, lane)
+        return lane
 
-    # ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), in four reused buffers.
-    total, second, third, fourth = np.empty((4, len(hist_a), len(hist_b)))
-    fill_lane(0, total)
-    fill_lane(1, second)
-    total += second
-    fill_lane(2, second)
-    fill_lane(3, third)
-    second += third
-    total += second
-    fill_lane(4, second)
-    fill_lane(5, third)
-    second += third
-    fill_lane(6, third)
-    fill_lane(7, fourth)
-    third += fourth
-    second += third
-    total += second
+    total = lane_sum(0, PAIRWISE_LANES)
     for k in range(NUM_BINS - NUM_BINS % PAIRWISE_LANES, NUM_BINS):
         add_term(k, total)
     return 0.5 * total
