@@ -26,7 +26,7 @@ from vosbench.methods.overlays import overlay_row
 from vosbench.metrics.datasets import DATASET_PROTOCOLS, DAVIS_LAYOUT, VideoJob
 from vosbench.metrics.jobs import temporal_sequences
 from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol, score_sequence
-from vosbench.metrics.summary import global_scores, results_document
+from vosbench.metrics.summary import global_scores, headline_metric, results_document
 from vosbench.postprocess import get_recipe, refine_video
 from vosbench.results import write_scores
 
@@ -61,13 +61,6 @@ def binarize(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     best = probabilities.argmax(axis=1)
     above = np.take_along_axis(probabilities, best[:, None], axis=1)[:, 0] > threshold
     return np.where(above, best + 1, 0).astype(np.uint8)
-
-
-def headline_metric(protocol: Protocol) -> str:
-    """The metric that ranks runs (and picks the best checkpoint) under `protocol`."""
-    if protocol.aggregate == "seen-unseen":
-        return "Overall"
-    return "J&F-Mean" if "F" in protocol.measures else "J-Mean"
 
 
 class VOSMethod(pl.LightningModule):

@@ -18,9 +18,10 @@ import yaml
 
 from vosbench.errors import InputError
 from vosbench.io import write_atomic
-from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN
+from vosbench.metrics.protocols import get_protocol
+from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN, headline_metric
+from vosbench.results import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "method", "preset", "dataset", "split", "protocol", "metrics",
                  "created")
 KNOWN_METRICS = (*COLUMNS, *SEEN_UNSEEN, "T-Mean", "J-Mean-Sequences", "J-Mean-Frames",
@@ -38,11 +39,6 @@ LAYOUTS = {
     "fbms": ("J-Mean", "F-Mean"),
     "segtrackv2": ("J-Mean",),
 }
-# protocol -> the metric that Δ compares (ours − reported)
-HEADLINE = {protocol: "J&F-Mean" for protocol in ("davis2016", "davis2017",
-                                                  "davis2017-unsupervised")}
-HEADLINE |= {"youtube-vos": "Overall", "youtube-objects": "J-Mean", "fbms": "J-Mean",
-             "segtrackv2": "J-Mean"}
 HEADERS = {"J-Mean": "J Mean", "J-Recall": "J Recall", "J-Decay": "J Decay", "F-Mean": "F Mean",
            "F-Recall": "F Recall", "F-Decay": "F Decay", "T-Mean": "T Mean", "J&F-Mean": "J&F",
            "Overall": "Overall", "J-Seen": "J seen", "J-Unseen": "J unseen", "F-Seen": "F seen",
@@ -186,7 +182,7 @@ def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
            names: dict[str, str], all_runs: bool) -> pd.DataFrame:
     """One table: per method, its reported rows (in the order of its YAML), then our runs."""
     metrics = LAYOUTS[key[2]]
-    headline = HEADLINE[key[2]]
+    headline = headline_metric(get_protocol(key[2]))
     columns = [*TEXT_COLUMNS, *(HEADERS[m] for m in metrics), *EXTRA_COLUMNS]
     ours = rows if all_runs else _latest(rows)
     papers = [entry for entry in reported
@@ -225,7 +221,8 @@ def build_tables(rows: list[dict], reported: list[dict], dataset: str | None = N
     `all_runs` — and the `reported` rows (as `load_reported` gives them) of the same dataset,
     split and protocol. Columns: Method, Source ("ours (<preset>)" or "reported (<note>)"), the
     protocol's metrics in percent (LAYOUTS), FPS, Params (M) and Δ: for our rows, our headline
-    metric (HEADLINE) minus that of the method's first reported row on the table, in points.
+    metric (`headline_metric`) minus that of the method's first reported row on the table, in
+    points.
     Missing values are NaN.
     """
     names = {entry["method"]: entry["name"] for entry in reported}
@@ -342,7 +339,7 @@ def title(key: tuple[str, str, str]) -> str:
     """A table's title: dataset, split, protocol and what Δ compares."""
     dataset, split, protocol = key
     return (f"{dataset} {split} (protocol {protocol}); Δ = ours − reported "
-            f"{HEADERS[HEADLINE[protocol]]}")
+            f"{HEADERS[headline_metric(get_protocol(protocol))]}")
 
 
 def render_all(tables: dict[tuple[str, str, str], pd.DataFrame], format: str) -> str:

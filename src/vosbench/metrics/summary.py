@@ -16,6 +16,13 @@ SEEN_UNSEEN = ("Overall", "J-Seen", "F-Seen", "J-Unseen", "F-Unseen")  # youtube
 OBJECT_COLUMNS = ("Video", "Object", "Category", "Seen", "J-Mean", "F-Mean")  # youtube-vos rows
 
 
+def headline_metric(protocol: Protocol) -> str:
+    """The global metric that ranks runs under `protocol` (best checkpoint, leaderboard Δ)."""
+    if protocol.aggregate == "seen-unseen":
+        return "Overall"
+    return "J&F-Mean" if "F" in protocol.measures else "J-Mean"
+
+
 def _mean_or_none(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
