@@ -188,9 +188,12 @@ class VOSDataModule(pl.LightningDataModule):
                                   self.batch_size, seed)
         if self.static_root is None:
             return videos
-        # as many static batches as video batches: the video clips set the epoch's length
+        # as many static batches as video batches on every rank: the video clips set the
+        # epoch's length
+        world_size, _ = self.distribution()
         images = ClipDataset(self.videos["static"], SegmentSampler(num_segments=1),
-                             self.transform, length=len(videos) * self.static_batch_size,
+                             self.transform,
+                             length=len(videos) * self.static_batch_size * world_size,
                              seed=seed + 1)
         return CombinedLoader({"video": videos,
                                "static": self.clip_loader(images, self.static_batch_size, seed)},
