@@ -202,7 +202,8 @@ def test_static_images_come_with_every_video_batch(davis_root, tmp_path):
         assert batch["video"].frames.shape == (1, 2, 3, 8, 8)
         assert batch["static"].frames.shape == (3, 1, 3, 8, 8)
         assert set(batch["static"].masks.unique().tolist()) <= {0, 1, 255}
+    data.clips_per_epoch = 4
     for rank in (0, 1):  # under DDP each rank still gets a static batch per video batch
         data.distribution = lambda rank=rank: (2, rank)
         loaders = data.train_dataloader().iterables
-        assert len(loaders["video"]) == len(loaders["static"]) == 1
+        assert len(loaders["video"]) == len(loaders["static"]) == 2
