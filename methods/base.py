@@ -148,7 +148,8 @@ class VOSMethod(pl.LightningModule):
             raise InputError("the youtube-vos protocol needs the held-out split's seen categories: "
                              "write the predictions (vosbench predict) and score them with "
                              "vosbench eval --dataset youtube-vos --split train --sequences ...")
-        truth = VideoJob(protocol, video.name, Path(), with_t, video.video).read_ground_truth()
+        truth = VideoJob(protocol, video.name, Path(), with_t, video.video,
+                         video.masks.cpu().numpy()).read_ground_truth()
         index = {name: i for i, name in enumerate(video.video.frame_names)}
         predicted = [labels[index[name]] for name in truth.frame_names]
         return score_sequence(protocol, truth.frames, predicted, truth.num_objects,

@@ -75,6 +75,12 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
                                             .glob("*.jpg"))) for v in val)
     scores = json.loads((run / "scores" / "results.json").read_text())
     assert scores["global"]["J-Mean"] == row["metrics"]["J-Mean"]
+    # the written PNGs scored from the dataset folder give the harness's numbers exactly
+    assert vosbench_main(["eval", "--dataset", "synthetic", "--data-root", str(synthetic_root),
+                          "--protocol", "davis2016", "--pred-root", str(run / "predictions"),
+                          "--output", "rescored", "--workers", "1", "--quiet"]) == 0
+    rescored = json.loads(Path("rescored/results.json").read_text())
+    assert rescored["global"] == scores["global"]
     logged = (run / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss" in logged and "val/J-Mean" in logged and "lr-SGD" in logged
     overlays = list((run / "wandb").glob("offline-run-*/files/media/images/val/overlays*.png"))

@@ -12,7 +12,7 @@ present. An object is "seen" when its category occurs among the objects of the o
 on which a method may have been trained.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,9 +70,18 @@ def dataset_protocol(dataset: str, name: str | None = None) -> Protocol:
 
 @dataclass(frozen=True)
 class VideoJob(SequenceJob):
-    """A video read by a dataset reader; its annotated frames are the ground-truth frames."""
+    """A video read by a dataset reader; its annotated frames are the ground-truth frames.
+
+    masks: the video's (T, H, W) label maps when already decoded (the harness's loaded videos),
+    so that they are not read again; None: read from the annotation files.
+    """
 
     video: Video
+    masks: np.ndarray | None = field(default=None, compare=False)
+
+    def mask(self, index: int) -> np.ndarray:
+        """The (H, W) labels of annotated frame `index`."""
+        return self.video.mask(index) if self.masks is None else self.masks[index]
 
     @property
     def num_frames(self) -> int:
@@ -90,17 +99,17 @@ class VideoJob(SequenceJob):
         annotated, names = self.video.annotated, self.video.frame_names
         where = str(self.video.mask_files[annotated[0]].parent)
         indices = [annotated[i] for i in self.evaluated_indices(len(annotated), where)]
-        gt = [self.video.mask(i) for i in indices]
+        gt = [self.mask(i) for i in indices]
         # K comes from the first annotated frame, decoded for that alone where it is not scored
         needs_first = indices[0] != annotated[0] and self.protocol.reading != "single"
-        first = self.video.mask(annotated[0]) if needs_first else gt[0]
+        first = self.mask(annotated[0]) if needs_first else gt[0]
         return GroundTruth([names[i] for i in indices], gt, self.protocol.num_objects(first))
 
     def _read_per_object_frames(self) -> GroundTruth:
         """youtube-vos: the annotated frames from the first one scored for some object on, each
         object scored after its first appearance."""
         annotated = self.video.annotated
-        masks = [self.video.mask(i) for i in annotated]
+        masks = [self.mask(i) for i in annotated]
         for index, labels in zip(annotated, masks):
             self._check_object_ids(self.video.mask_files[index], labels)
         first_scored = frames_after_first_appearance(masks)
