@@ -23,7 +23,12 @@ from vosbench.datamodules.clips import LoadedVideo
 from vosbench.errors import InputError
 from vosbench.io import write_label_png
 from vosbench.methods.overlays import overlay_row
-from vosbench.metrics.datasets import DATASET_PROTOCOLS, DAVIS_LAYOUT, VideoJob
+from vosbench.metrics.datasets import (
+    DATASET_PROTOCOLS,
+    DAVIS_LAYOUT,
+    VideoJob,
+    dataset_protocol,
+)
 from vosbench.metrics.jobs import temporal_sequences
 from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol, score_sequence
 from vosbench.metrics.summary import global_scores, headline_metric, results_document
@@ -34,16 +39,6 @@ from vosbench.results import write_scores
 # checkpoint's hyperparameters: LightningCLI applies those over the command line when a command
 # gets --ckpt_path, which would make `vosbench test --model.init_args.crf agnn` silently ignored.
 EVALUATION_OPTIONS = ("crf", "threshold", "protocol", "num_overlays", "prediction_dir")
-
-# the protocol a method is scored with on each dataset by default: zero-shot methods segment the
-# union of the objects (the DAVIS 2016 reading), semi-supervised ones every object
-ZERO_SHOT_PROTOCOLS = {"davis2016": "davis2016", "davis2017": "davis2016",
-                       "synthetic": "davis2016", "youtube-objects": "youtube-objects",
-                       "fbms": "fbms", "segtrackv2": "segtrackv2"}
-SEMI_SUPERVISED_PROTOCOLS = {"davis2016": "davis2016", "davis2017": "davis2017",
-                             "synthetic": "davis2017", "youtube-objects": "youtube-objects",
-                             "fbms": "fbms", "segtrackv2": "segtrackv2"}
-
 
 @dataclass
 class VideoTiming:
@@ -110,15 +105,19 @@ class VOSMethod(pl.LightningModule):
 
     @property
     def protocol(self) -> Protocol:
-        if self.protocol_name is not None:
-            return get_protocol(self.protocol_name)
+        """`protocol` if given, else the dataset's: its default for semi-supervised methods, its
+        first single-object reading (the union of the objects: davis2016 on DAVIS layouts) for
+        zero-shot ones."""
         dataset = self.trainer.datamodule.dataset
-        table = SEMI_SUPERVISED_PROTOCOLS if self.semi_supervised else ZERO_SHOT_PROTOCOLS
-        if dataset not in table:
-            raise InputError(f"no default protocol for {type(self).__name__} on {dataset}; "
-                             f"name one with model.init_args.protocol (known: "
-                             f"{', '.join(DATASET_PROTOCOLS.get(dataset, ()))})")
-        return get_protocol(table[dataset])
+        if self.protocol_name is not None or self.semi_supervised:
+            return dataset_protocol(dataset, self.protocol_name)
+        applicable = [get_protocol(name) for name in DATASET_PROTOCOLS.get(dataset, ())]
+        single = [protocol for protocol in applicable if protocol.reading == "single"]
+        if not single:
+            raise InputError(f"no zero-shot protocol for {dataset}; name one with "
+                             f"model.init_args.protocol (known: "
+                             f"{', '.join(p.name for p in applicable) or 'none'})")
+        return single[0]
 
     def segment(self, video: LoadedVideo) -> np.ndarray:
         """(T, H, W) uint8 labels of every frame (CRF applied when configured); records timing."""
