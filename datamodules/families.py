@@ -69,7 +69,7 @@ def cache_root() -> Path:
 
 
 class SyntheticDataModule(VOSDataModule):
-    """The built-in synthetic dataset (DAVIS 2017 layout, 24 train / 8 val videos).
+    """The built-in synthetic dataset (DAVIS 2017 layout, 72 train / 16 val videos).
 
     Args:
         root: the dataset folder; None: a folder per seed and generator version in the cache

@@ -2,9 +2,16 @@
 
 Every video shows a textured background seen by a panning and zooming camera, 1–3 annotated
 objects (smooth star-shaped outlines that move, deform, rotate, change scale, occlude one another
-and partly leave the frame) and 1–3 unannotated distractors with the same texture statistics as
-the objects but static in the scene, so that motion, not appearance alone, tells them apart.
-Illumination drifts, sensor noise is added and frames are JPEG-compressed.
+and partly leave the frame) and 1–3 unannotated distractors: shapes fixed in the scene, in the
+background's colours with a texture of their own (clutter such as stones or leaves). As in
+DAVIS, the annotated objects are the salient ones — their colours lie away from the background's
+on the hue circle — and the moving ones, so that appearance and motion both tell them from the
+distractors, while a model that segments every textured shape is penalised. Illumination drifts,
+sensor noise is added and frames are JPEG-compressed.
+
+Format 1 drew each distractor in the style of an object (a twin with fresh noise): only motion
+could tell them apart, which capped a perfect appearance-only segmenter at J 0.63 on the val
+split and left zero-shot methods without motion input nothing to learn in minutes.
 
 Each sequence draws from its own generator seeded by (seed, split, index), so the files are
 byte-identical for a seed however many worker processes generate them.
@@ -15,7 +22,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -26,7 +33,7 @@ from tqdm import tqdm
 from vosbench.io import write_label_png
 
 # Bump when the generator's output changes: cached copies of the set are keyed by it.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEIGHT, WIDTH = 240, 432
 VOID = 255
 SPLIT_CODES = {"train": 0, "val": 1}
@@ -164,6 +171,13 @@ def random_style(rng: np.random.Generator, hue: float, hue_spread: float) -> Tex
         blob_strength=float(rng.uniform(0.0, 0.8)),
         grain=float(rng.uniform(4.0, 14.0)),
     )
+
+
+def clutter_style(rng: np.random.Generator, background: TextureStyle) -> TextureStyle:
+    """A distractor's style: the background's colours, each 15 % darker to 15 % brighter, with
+    a texture of its own (feature size, stripes, blobs, grain drawn afresh)."""
+    fresh = random_style(rng, 0.0, 0.0)
+    return replace(fresh, colours=background.colours * rng.uniform(0.85, 1.15, size=(3, 1)))
 
 
 def render_texture(rng: np.random.Generator, style: TextureStyle, height: int,
@@ -402,10 +416,13 @@ def render_video(seed: int, split: str, index: int,
     num_objects = int(rng.integers(1, 4))
     num_distractors = int(rng.integers(1, 4))
 
-    # Objects and background share a hue neighbourhood: colour alone must not separate them.
+    # Objects are salient: each has its own hue, 0.25–0.5 of the hue circle away from the
+    # background's; distractors are clutter of the background's colours (see clutter_style).
     hue = rng.random()
     background_style = random_style(rng, hue, 0.1)
-    object_styles = [random_style(rng, hue, 0.2) for _ in range(num_objects)]
+    object_hues = hue + rng.choice([-1.0, 1.0], size=num_objects) * rng.uniform(
+        0.25, 0.5, size=num_objects)
+    object_styles = [random_style(rng, object_hue, 0.05) for object_hue in object_hues]
     canvas = render_background(rng, background_style, round(CANVAS_MARGIN * HEIGHT * MAX_ZOOM),
                                round(CANVAS_MARGIN * WIDTH * MAX_ZOOM))
     camera = random_camera(rng, num_frames)
@@ -421,10 +438,9 @@ def render_video(seed: int, split: str, index: int,
             end = starts[k - 1] + rng.uniform(-20, 20, size=2)
         objects.append(moving_object(rng, object_styles[k], num_frames, base_radii[k],
                                      starts[k], end))
-    # Each distractor is a look-alike of an object: its style, with fresh noise.
-    distractors = [static_distractor(rng, object_styles[k % num_objects], camera, num_frames,
-                                     float(rng.uniform(22.0, 40.0)))
-                   for k in range(num_distractors)]
+    distractors = [static_distractor(rng, clutter_style(rng, background_style), camera,
+                                     num_frames, float(rng.uniform(22.0, 40.0)))
+                   for _ in range(num_distractors)]
     depth_order = rng.permutation(num_objects)  # back to front
     gains, offsets = lighting(rng, num_frames)
     noise_sigma = rng.uniform(2.0, 5.0)
@@ -524,7 +540,7 @@ def write_index_files(root: Path, entries: list[dict]) -> None:
 
 
 def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, *, progress: bool = False,
-                            num_train: int = 24, num_val: int = 8,
+                            num_train: int = 72, num_val: int = 16,
                             frame_range: tuple[int, int] = (25, 35), workers: int = 2) -> dict:
     """Write the synthetic dataset for `seed` to out_dir in the DAVIS 2017 480p layout.
 

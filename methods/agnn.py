@@ -25,12 +25,12 @@ from vosbench.datamodules.clips import Clip, LoadedVideo
 from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
 from vosbench.methods.base import VOSMethod
 from vosbench.methods.losses import FOREGROUND_LOSSES, ratio_scaled_bce
+from vosbench.methods.optimizers import check_optimizer, make_optimizer
 from vosbench.methods.recurrent import ConvGRU
 
 # "code": the loss of the authors' public code, an option next to the paper's Eq. 12 ("balanced")
 LOSSES = {**FOREGROUND_LOSSES, "code": ratio_scaled_bce}
 GATES = ("channel", "spatial", "none")
-OPTIMIZERS = ("sgd", "adamw")  # sgd: the paper; adamw: trains faster from scratch (tiny preset)
 
 
 def frame_subsets(num_frames: int, num_nodes: int) -> list[list[int]]:
@@ -259,8 +259,7 @@ class AGNN(VOSMethod):
             raise ValueError(f"AGNN: num_iterations ({num_iterations}), num_nodes_test "
                              f"({num_nodes_test}) and graphs_per_batch ({graphs_per_batch}) "
                              f"must be at least 1")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        check_optimizer(optimizer)
         if static_every is not None and static_every < 2:
             raise ValueError(f"AGNN: static_every must be None or an integer ≥ 2 (every k-th "
                              f"step static), got {static_every}")
@@ -338,9 +337,5 @@ class AGNN(VOSMethod):
         rest = [parameter for parameter in self.parameters() if id(parameter) not in in_embedding]
         groups = [{"params": embedding, "lr": hp.lr},
                   {"params": rest, "lr": hp.lr * hp.graph_lr_multiplier}]
-        if hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum,
-                                        weight_decay=hp.weight_decay)
+        optimizer = make_optimizer(hp.optimizer, groups, hp.momentum, hp.weight_decay)
         return self.poly_schedule(optimizer, hp.poly_power)

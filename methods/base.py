@@ -32,13 +32,14 @@ from vosbench.metrics.datasets import (
 from vosbench.metrics.jobs import temporal_sequences
 from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol, score_sequence
 from vosbench.metrics.summary import global_scores, headline_metric, results_document
-from vosbench.postprocess import get_recipe, refine_video
+from vosbench.postprocess import CRFRecipe, get_recipe, refine_video
 from vosbench.results import write_scores
 
 # Options of how a trained model is evaluated, not of what it learned. They are left out of the
 # checkpoint's hyperparameters: LightningCLI applies those over the command line when a command
 # gets --ckpt_path, which would make `vosbench test --model.init_args.crf agnn` silently ignored.
-EVALUATION_OPTIONS = ("crf", "threshold", "protocol", "num_overlays", "prediction_dir")
+EVALUATION_OPTIONS = ("crf", "crf_in_validation", "threshold", "protocol", "num_overlays",
+                      "prediction_dir")
 
 @dataclass
 class VideoTiming:
@@ -66,7 +67,11 @@ class VOSMethod(pl.LightningModule):
     False for methods without learning (bench then only tests).
 
     Args:
-        crf: a dense CRF recipe name (see `vosbench.postprocess.RECIPES`), or None for none.
+        crf: a dense CRF recipe name (see `vosbench.postprocess.RECIPES`), or None for none;
+            applied by test and predict (post-processing of the final predictions).
+        crf_in_validation: apply the CRF in validation too (during fit and `vosbench
+            validate`); off by default: model selection scores the model's own masks, and the
+            CRF would multiply the cost of every validation.
         threshold: probability above which a pixel is foreground.
         protocol: the evaluation protocol; default: the dataset's, for zero-shot methods the
             union of the objects (davis2016 on DAVIS layouts).
@@ -79,11 +84,12 @@ class VOSMethod(pl.LightningModule):
     semi_supervised: ClassVar[bool] = False
     trainable: ClassVar[bool] = True  # False: nothing to fit, `bench` only tests
 
-    def __init__(self, crf: str | None = None, threshold: float = 0.5,
-                 protocol: str | None = None, num_overlays: int = 3,
+    def __init__(self, crf: str | None = None, crf_in_validation: bool = False,
+                 threshold: float = 0.5, protocol: str | None = None, num_overlays: int = 3,
                  prediction_dir: str | None = None):
         super().__init__()
         self.crf = None if crf is None else get_recipe(crf)
+        self.crf_in_validation = crf_in_validation
         self.threshold = threshold
         self.protocol_name = protocol
         self.num_overlays = num_overlays
@@ -119,8 +125,8 @@ class VOSMethod(pl.LightningModule):
                              f"{', '.join(p.name for p in applicable) or 'none'})")
         return single[0]
 
-    def segment(self, video: LoadedVideo) -> np.ndarray:
-        """(T, H, W) uint8 labels of every frame (CRF applied when configured); records timing."""
+    def segment(self, video: LoadedVideo, crf: CRFRecipe | None) -> np.ndarray:
+        """(T, H, W) uint8 labels of every frame, refined by `crf` unless None; records timing."""
         start = time.perf_counter()
         probabilities = self.predict_video(video)
         if probabilities.shape[0] != len(video) or tuple(probabilities.shape[2:]) != \
@@ -131,9 +137,9 @@ class VOSMethod(pl.LightningModule):
         probabilities = probabilities.float().cpu().numpy()  # waits for the device to finish
         model_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        if self.crf is not None:
+        if crf is not None:
             frames = video.frames.permute(0, 2, 3, 1).cpu().numpy()
-            probabilities = refine_video(frames, probabilities, self.crf)
+            probabilities = refine_video(frames, probabilities, crf)
         crf_seconds = time.perf_counter() - start
         self.timings.append(VideoTiming(len(video), model_seconds, video.flow_seconds,
                                         crf_seconds))
@@ -154,13 +160,13 @@ class VOSMethod(pl.LightningModule):
         return score_sequence(protocol, truth.frames, predicted, truth.num_objects,
                               name=video.name, frame_names=truth.frame_names, with_t=with_t)
 
-    def evaluate(self, video: LoadedVideo, with_t: bool) -> np.ndarray:
-        labels = self.segment(video)
+    def evaluate(self, video: LoadedVideo, with_t: bool, crf: CRFRecipe | None) -> np.ndarray:
+        labels = self.segment(video, crf)
         self.scores.append((self.score(video, labels, with_t), video.video.category))
         return labels
 
     def validation_step(self, video: LoadedVideo, batch_index: int) -> None:
-        labels = self.evaluate(video, with_t=False)
+        labels = self.evaluate(video, False, self.crf if self.crf_in_validation else None)
         if self.global_rank == 0 and len(self.overlays) < self.num_overlays:
             middle = video.video.annotated[len(video.video.annotated) // 2]
             self.overlays.append(overlay_row(video.frames[middle], video.masks[middle],
@@ -168,11 +174,11 @@ class VOSMethod(pl.LightningModule):
 
     def test_step(self, video: LoadedVideo, batch_index: int) -> None:
         with_t = self.protocol.temporal and self.temporal_videos().get(video.name, True)
-        labels = self.evaluate(video, with_t)
+        labels = self.evaluate(video, with_t, self.crf)
         self.write_labels(video, labels)
 
     def predict_step(self, video: LoadedVideo, batch_index: int) -> str:
-        self.write_labels(video, self.segment(video))
+        self.write_labels(video, self.segment(video, self.crf))
         return video.name
 
     def on_validation_epoch_start(self) -> None:

@@ -8,6 +8,7 @@ from vosbench.datamodules.clips import Clip, LoadedVideo
 from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
 from vosbench.methods.base import VOSMethod
 from vosbench.methods.losses import FOREGROUND_LOSSES
+from vosbench.methods.optimizers import check_optimizer, make_optimizer
 
 
 class FCN(VOSMethod):
@@ -18,8 +19,9 @@ class FCN(VOSMethod):
             256 channels in the paper preset; `weights` a local ImageNet state_dict file).
         input_size: (H, W) the frames are resized to, in training clips and at inference.
         loss: "balanced" (AGNN's class-balanced BCE, Eq. 12) or "bce" (plain, calibrated).
-        lr, momentum, weight_decay, poly_power: SGD with poly decay per step; the head trains
-            at 10× lr.
+        lr, momentum, weight_decay, poly_power: SGD with poly decay per step.
+        optimizer: "sgd" (AGNN's paper) or "adamw" (momentum unused), both with the poly decay.
+        head_lr_multiplier: the head's learning rate relative to `lr`.
         frames_per_batch: frames per forward pass at inference.
         kwargs: VOSMethod's arguments (crf, threshold, protocol, …).
     """
@@ -29,11 +31,12 @@ class FCN(VOSMethod):
     def __init__(self, backbone: str = "resnet101", output_stride: int = 8, channels: int = 256,
                  weights: str | None = None, input_size: tuple[int, int] = (473, 473),
                  loss: str = "balanced", lr: float = 2.5e-4, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, poly_power: float = 0.9, frames_per_batch: int = 8,
-                 **kwargs):
+                 weight_decay: float = 5e-4, poly_power: float = 0.9, optimizer: str = "sgd",
+                 head_lr_multiplier: float = 10.0, frames_per_batch: int = 8, **kwargs):
         super().__init__(**kwargs)
         if loss not in FOREGROUND_LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(FOREGROUND_LOSSES)}")
+        check_optimizer(optimizer)
         self.save_hyperparameters()
         self.loss_function = FOREGROUND_LOSSES[loss]
         self.embedding = DeepLabV3(backbone, output_stride, channels, weights)
@@ -63,8 +66,7 @@ class FCN(VOSMethod):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.SGD(
-            [{"params": self.embedding.parameters(), "lr": hp.lr},
-             {"params": self.readout.parameters(), "lr": hp.lr * 10}],
-            lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        groups = [{"params": self.embedding.parameters(), "lr": hp.lr},
+                  {"params": self.readout.parameters(), "lr": hp.lr * hp.head_lr_multiplier}]
+        optimizer = make_optimizer(hp.optimizer, groups, hp.momentum, hp.weight_decay)
         return self.poly_schedule(optimizer, hp.poly_power)

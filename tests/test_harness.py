@@ -13,6 +13,7 @@ import torch
 
 from vosbench.cli import main as vosbench_main
 from vosbench.datamodules.synthesis import write_synthetic_dataset
+from vosbench.methods import base
 from vosbench.methods.base import binarize
 from vosbench.methods.warping import warp_backward
 
@@ -48,10 +49,17 @@ def test_binarize_thresholds_one_object_and_takes_the_best_of_several():
 
 def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    refined = []  # the videos the CRF refines: the test's, not the validations'
+
+    def refine_video(frames, probabilities, recipe):
+        refined.append(len(frames))
+        return probabilities
+
+    monkeypatch.setattr(base, "refine_video", refine_video)
     code = vosbench_main(["bench", "--method", "fcn", "--results", "results",
                           "--data.init_args.root", str(synthetic_root),
                           "--trainer.max_steps", "2", "--trainer.val_check_interval", "1",
-                          "--trainer.log_every_n_steps", "1",
+                          "--trainer.log_every_n_steps", "1", "--model.init_args.crf", "agnn",
                           *SMALL[:-2], "--wandb_mode", "offline"])
     out = capsys.readouterr().out
     assert code == 0
@@ -64,6 +72,7 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     assert all(0 <= row["metrics"][key] <= 1 for key in ("J-Mean", "F-Mean", "J&F-Mean"))
     assert row["metrics"]["T-Mean"] is not None and row["fps"] > 0 and row["parameters"] > 1e6
     assert len(row["sequences"]) == 3 and row["config"]["trainer.max_steps"] == 2
+    assert len(refined) == 3 and row["fps_with_crf"] is not None
     assert row["config"]["model.class_path"] == "vosbench.methods.fcn.FCN"
     assert row["wandb_run_id"] and row["seed"] == 0 and "best" in row["checkpoint"]
     run = Path(row["run_dir"])
@@ -82,12 +91,12 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     rescored = json.loads(Path("rescored/results.json").read_text())
     assert rescored["global"] == scores["global"]
     logged = (run / "metrics.csv").read_text().splitlines()[0]
-    assert "train/loss" in logged and "val/J-Mean" in logged and "lr-SGD" in logged
+    assert "train/loss" in logged and "val/J-Mean" in logged and "lr-AdamW" in logged
     overlays = list((run / "wandb").glob("offline-run-*/files/media/images/val/overlays*.png"))
     assert overlays, "the W&B offline run holds the overlay image"
     (records,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
     logged = records.read_bytes()  # protobuf records: the metric names are stored as text
-    assert all(key in logged for key in (b"train/loss", b"val/J-Mean", b"test/J-Mean", b"lr-SGD"))
+    assert all(key in logged for key in (b"train/loss", b"val/J-Mean", b"test/J-Mean", b"lr-AdamW"))
 
 
 def test_ddp_test_gives_the_metrics_of_one_process(synthetic_root, tmp_path):

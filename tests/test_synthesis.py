@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -115,6 +116,23 @@ def test_distractors_are_visible_but_not_annotated():
         assert set(np.unique(video.labels[video.distractor_visible])) <= {0, 255}
         visible |= bool(video.distractor_visible.any())
     assert visible
+
+
+def chroma_distance(video, region: np.ndarray) -> float:
+    """Distance in the CIELAB a*b* plane between the mean colours of `region` ((T, H, W) bool)
+    and of the plain background (neither object nor distractor)."""
+    chroma = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2LAB)
+                       for frame in video.frames])[..., 1:].astype(float)
+    background = (video.labels == 0) & ~video.distractor_visible
+    return float(np.linalg.norm(chroma[region].mean(0) - chroma[background].mean(0)))
+
+
+def test_objects_stand_out_from_the_background_and_distractors_blend_in():
+    for index in range(6):
+        video = render_video(0, "val", index, frame_range=(4, 4))
+        distractor = chroma_distance(video, video.distractor_visible)
+        for obj in range(1, video.num_objects + 1):
+            assert chroma_distance(video, video.labels == obj) > max(20.0, 2 * distractor)
 
 
 def test_same_seed_same_bytes_whatever_the_workers_other_seed_differs(dataset, tmp_path):

@@ -1,0 +1,22 @@
+"""The optimizers a method's preset can choose: "sgd" (the papers') or "adamw" (from random
+initialisation it learns far faster, which the tiny presets need)."""
+
+import torch
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def check_optimizer(name: str) -> None:
+    """Raise ValueError listing the known optimizers unless `name` is one."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+
+
+def make_optimizer(name: str, groups: list[dict], momentum: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    """SGD with `momentum` or AdamW (momentum unused) over parameter groups that each carry
+    their "lr"; `weight_decay` applies to every group."""
+    check_optimizer(name)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+    return torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay)

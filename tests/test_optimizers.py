@@ -1,0 +1,26 @@
+"""The optimizer choice shared by the methods' presets."""
+
+import pytest
+import torch
+
+from vosbench.methods.fcn import FCN
+from vosbench.methods.optimizers import make_optimizer
+
+
+def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
+    first, second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+    groups = [{"params": first.parameters(), "lr": 1e-3},
+              {"params": second.parameters(), "lr": 1e-2}]
+    adamw = make_optimizer("adamw", groups, momentum=0.9, weight_decay=1e-4)
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert [group["lr"] for group in adamw.param_groups] == [1e-3, 1e-2]
+    assert {group["weight_decay"] for group in adamw.param_groups} == {1e-4}
+    groups = [{"params": first.parameters(), "lr": 0.1}]
+    sgd = make_optimizer("sgd", groups, momentum=0.9, weight_decay=5e-4)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["momentum"] == 0.9 and sgd.param_groups[0]["lr"] == 0.1
+
+
+def test_unknown_optimizers_are_refused_when_the_method_is_built():
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'; known: sgd, adamw"):
+        FCN(backbone="resnet18", output_stride=16, channels=16, optimizer="adam")
