@@ -230,7 +230,8 @@ class AGNN(VOSMethod):
         loss: "balanced" (Eq. 12), "code" (the authors' code: BCE / η + 0.8·L1) or "bce".
         input_size: (H, W) the frames are resized to at inference; training clips come at the
             size the datamodule's transform gives them.
-        lr, momentum, weight_decay, poly_power: SGD with poly decay per step.
+        lr, momentum, weight_decay, poly_power: the learning rate, SGD momentum, weight decay
+            and the power of the per-step poly decay.
         optimizer: "sgd" (the paper) or "adamw" (momentum unused), both with the poly decay.
         graph_lr_multiplier: the learning rate of everything after the embedding (graph,
             readout, static head, all newly initialised) relative to `lr`.

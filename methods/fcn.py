@@ -19,7 +19,8 @@ class FCN(VOSMethod):
             256 channels in the paper preset; `weights` a local ImageNet state_dict file).
         input_size: (H, W) the frames are resized to, in training clips and at inference.
         loss: "balanced" (AGNN's class-balanced BCE, Eq. 12) or "bce" (plain, calibrated).
-        lr, momentum, weight_decay, poly_power: SGD with poly decay per step.
+        lr, momentum, weight_decay, poly_power: the learning rate, SGD momentum, weight decay
+            and the power of the per-step poly decay.
         optimizer: "sgd" (AGNN's paper) or "adamw" (momentum unused), both with the poly decay.
         head_lr_multiplier: the head's learning rate relative to `lr`.
         frames_per_batch: frames per forward pass at inference.

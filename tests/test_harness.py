@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vosbench.bench import config_files
 from vosbench.cli import main as vosbench_main
 from vosbench.datamodules.synthesis import write_synthetic_dataset
 from vosbench.methods import base
@@ -163,6 +164,13 @@ def test_unknown_names_list_the_known_ones(capsys):
     assert vosbench_main(["fit", "--model", "nope", "--data", "synthetic"]) == 2
     err = capsys.readouterr().err
     assert "--model 'nope': unknown" in err and "fcn (FCN)" in err
+
+
+def test_bench_takes_the_papers_names_of_davis():
+    # `make bench METHOD=agnn PRESET=paper DATA=davis16` is the paper's model and protocol
+    files = config_files("agnn", "davis16", "paper", "gpu")
+    assert [str(path.relative_to(path.parents[1])) for path in files] == [
+        "trainer/gpu.yaml", "data/davis2016.yaml", "agnn/paper.yaml"]
 
 
 def test_list_shows_methods_and_datamodules(capsys):

@@ -15,11 +15,15 @@ from pathlib import Path
 from vosbench.errors import InputError
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+# the papers' short names of the DAVIS releases, accepted for the config names
+DATA_ALIASES = {"davis16": "davis2016", "davis17": "davis2017"}
 
 
 def config_files(method: str, data: str, preset: str, trainer: str,
                  root: Path = CONFIG_ROOT) -> list[Path]:
-    """The YAML files of a bench run, checked to exist; a missing one lists the available."""
+    """The YAML files of a bench run, checked to exist; a missing one lists the available.
+    `data` may be an alias of DATA_ALIASES (davis16 → davis2016)."""
+    data = DATA_ALIASES.get(data, data)
     wanted = [("trainer", root / "trainer" / f"{trainer}.yaml", root / "trainer"),
               ("data", root / "data" / f"{data}.yaml", root / "data"),
               ("method", root / "methods" / method / f"{preset}.yaml", root / "methods")]
@@ -39,7 +43,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                "is no validation split), write the results row and print the "
                                "table. Arguments after the known ones go to LightningCLI.")
     parser.add_argument("--method", required=True, help="method short name (vosbench list)")
-    parser.add_argument("--data", default="synthetic", help="dataset config (configs/data)")
+    parser.add_argument("--data", default="synthetic",
+                        help="dataset config (configs/data; davis16 and davis17 name DAVIS)")
     parser.add_argument("--preset", default="tiny", help="tiny or paper")
     parser.add_argument("--trainer", default="cpu", help="trainer config (configs/trainer)")
     parser.add_argument("--results", type=Path, default=Path("results"),
