@@ -25,7 +25,7 @@ from vosbench.datamodules.clips import Clip, LoadedVideo
 from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
 from vosbench.methods.base import VOSMethod
 from vosbench.methods.losses import FOREGROUND_LOSSES, ratio_scaled_bce
-from vosbench.methods.optimizers import check_optimizer, make_optimizer
+from vosbench.methods.optimizers import check_optimizer, embedding_and_rest, make_optimizer
 from vosbench.methods.recurrent import ConvGRU
 
 # "code": the loss of the authors' public code, an option next to the paper's Eq. 12 ("balanced")
@@ -333,10 +333,6 @@ class AGNN(VOSMethod):
 
     def configure_optimizers(self):
         hp = self.hparams
-        embedding = list(self.embedding.parameters())
-        in_embedding = {id(parameter) for parameter in embedding}
-        rest = [parameter for parameter in self.parameters() if id(parameter) not in in_embedding]
-        groups = [{"params": embedding, "lr": hp.lr},
-                  {"params": rest, "lr": hp.lr * hp.graph_lr_multiplier}]
+        groups = embedding_and_rest(self, self.embedding, hp.lr, hp.graph_lr_multiplier)
         optimizer = make_optimizer(hp.optimizer, groups, hp.momentum, hp.weight_decay)
         return self.poly_schedule(optimizer, hp.poly_power)

@@ -8,7 +8,7 @@ from vosbench.datamodules.clips import Clip, LoadedVideo
 from vosbench.methods.backbones import DeepLabV3, normalize_images, resize
 from vosbench.methods.base import VOSMethod
 from vosbench.methods.losses import FOREGROUND_LOSSES
-from vosbench.methods.optimizers import check_optimizer, make_optimizer
+from vosbench.methods.optimizers import check_optimizer, embedding_and_rest, make_optimizer
 
 
 class FCN(VOSMethod):
@@ -67,7 +67,6 @@ class FCN(VOSMethod):
 
     def configure_optimizers(self):
         hp = self.hparams
-        groups = [{"params": self.embedding.parameters(), "lr": hp.lr},
-                  {"params": self.readout.parameters(), "lr": hp.lr * hp.head_lr_multiplier}]
+        groups = embedding_and_rest(self, self.embedding, hp.lr, hp.head_lr_multiplier)
         optimizer = make_optimizer(hp.optimizer, groups, hp.momentum, hp.weight_decay)
         return self.poly_schedule(optimizer, hp.poly_power)

@@ -2,6 +2,7 @@
 initialisation it learns far faster, which the tiny presets need)."""
 
 import torch
+from torch import nn
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -20,3 +21,13 @@ def make_optimizer(name: str, groups: list[dict], momentum: float,
     if name == "adamw":
         return torch.optim.AdamW(groups, weight_decay=weight_decay)
     return torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay)
+
+
+def embedding_and_rest(model: nn.Module, embedding: nn.Module, lr: float,
+                       rest_multiplier: float) -> list[dict]:
+    """Two parameter groups: the (pretrainable) `embedding`'s parameters at `lr`, and every
+    other parameter of `model` (the newly initialised head, graph, …) at lr × rest_multiplier."""
+    in_embedding = {id(parameter) for parameter in embedding.parameters()}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in in_embedding]
+    return [{"params": list(embedding.parameters()), "lr": lr},
+            {"params": rest, "lr": lr * rest_multiplier}]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vosbench.methods.fcn import FCN
-from vosbench.methods.optimizers import make_optimizer
+from vosbench.methods.optimizers import embedding_and_rest, make_optimizer
 
 
 def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
@@ -24,3 +24,11 @@ def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
 def test_unknown_optimizers_are_refused_when_the_method_is_built():
     with pytest.raises(ValueError, match="unknown optimizer 'adam'; known: sgd, adamw"):
         FCN(backbone="resnet18", output_stride=16, channels=16, optimizer="adam")
+
+
+def test_the_embedding_and_every_other_parameter_get_their_own_rate():
+    model = FCN(backbone="resnet18", output_stride=16, channels=16)
+    embedding, rest = embedding_and_rest(model, model.embedding, 1e-3, 10.0)
+    assert (embedding["lr"], rest["lr"]) == (1e-3, pytest.approx(1e-2))
+    assert {id(p) for p in rest["params"]} == {id(p) for p in model.readout.parameters()}
+    assert len(embedding["params"]) + len(rest["params"]) == len(list(model.parameters()))
