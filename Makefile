@@ -10,7 +10,7 @@ PRESET  ?= tiny
 TRAINER ?= cpu
 WORKERS ?= 2
 
-.PHONY: help install test test-full lint bench bench-eval bench-loader leaderboard clean
+.PHONY: help install test test-full mutate lint bench bench-eval bench-loader leaderboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,11 @@ test: install  ## run the fast test suite (one thread per worker: the workers ar
 test-full: install  ## run every test, the slow ones too
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(WORKERS) -q -m ""
 
+mutate: install  ## mutation testing (mutmut) of MODULE, default the metrics engine and AGNN's modules
+	$(BIN)/python tools/mutate.py $(MODULE)
+
 lint: install  ## check style and common bugs with ruff
-	$(BIN)/ruff check src methods datamodules tests benchmarks
+	$(BIN)/ruff check src methods datamodules tests benchmarks tools
 
 bench: install  ## train and score METHOD on DATA (arrives with the methods)
 	$(BIN)/vosbench bench --method $(METHOD) --data $(DATA) --preset $(PRESET) --trainer $(TRAINER)
@@ -46,4 +49,4 @@ leaderboard: install  ## tables of results/*.json beside the papers' numbers -> 
 	$(BIN)/vosbench leaderboard --output LEADERBOARD.md
 
 clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mutation

@@ -8,9 +8,9 @@ per-video scores of every DDP rank (each video is scored on exactly one rank), t
 memory, parameter count, and qualitative overlays.
 """
 
+import os
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +21,6 @@ import torch.distributed as dist
 
 from vosbench.datamodules.clips import LoadedVideo
 from vosbench.errors import InputError
-from vosbench.io import write_label_png
 from vosbench.methods.overlays import overlay_row
 from vosbench.metrics.datasets import (
     DATASET_PROTOCOLS,
@@ -30,33 +29,17 @@ from vosbench.metrics.datasets import (
     dataset_protocol,
 )
 from vosbench.metrics.jobs import temporal_sequences
-from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol, score_sequence
+from vosbench.metrics.protocols import Protocol, SequenceScores, get_protocol
 from vosbench.metrics.summary import global_scores, headline_metric, results_document
-from vosbench.postprocess import CRFRecipe, get_recipe, refine_video
+from vosbench.outputs import OutputJob, OutputPool, VideoTiming
+from vosbench.postprocess import CRFRecipe, get_recipe
 from vosbench.results import write_scores
 
 # Options of how a trained model is evaluated, not of what it learned. They are left out of the
 # checkpoint's hyperparameters: LightningCLI applies those over the command line when a command
 # gets --ckpt_path, which would make `vosbench test --model.init_args.crf agnn` silently ignored.
 EVALUATION_OPTIONS = ("crf", "crf_in_validation", "threshold", "protocol", "num_overlays",
-                      "prediction_dir")
-
-@dataclass
-class VideoTiming:
-    """Seconds spent on one video: the model (`predict_video`), its flow, the CRF."""
-
-    frames: int
-    model: float
-    flow: float
-    crf: float
-
-
-def binarize(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """(T, K, H, W) object probabilities → (T, H, W) uint8 labels. Object k (label k + 1) where
-    its probability is the highest and above `threshold`, else background 0."""
-    best = probabilities.argmax(axis=1)
-    above = np.take_along_axis(probabilities, best[:, None], axis=1)[:, 0] > threshold
-    return np.where(above, best + 1, 0).astype(np.uint8)
+                      "prediction_dir", "output_workers")
 
 
 class VOSMethod(pl.LightningModule):
@@ -78,6 +61,9 @@ class VOSMethod(pl.LightningModule):
         num_overlays: validation videos drawn as overlays (frame | ground truth | prediction).
         prediction_dir: where test/predict write label PNGs (<video>/<frame>.png); default
             <trainer root>/predictions.
+        output_workers: processes that refine (CRF), score and write each video while the model
+            predicts the next (`vosbench.outputs`); None: the CPUs of this process divided by
+            the devices of this node; 0: all in this process, after each video.
     """
 
     name: ClassVar[str] = ""
@@ -86,17 +72,22 @@ class VOSMethod(pl.LightningModule):
 
     def __init__(self, crf: str | None = None, crf_in_validation: bool = False,
                  threshold: float = 0.5, protocol: str | None = None, num_overlays: int = 3,
-                 prediction_dir: str | None = None):
+                 prediction_dir: str | None = None, output_workers: int | None = None):
         super().__init__()
+        if output_workers is not None and output_workers < 0:
+            raise ValueError(f"output_workers must be None or at least 0, got {output_workers}")
         self.crf = None if crf is None else get_recipe(crf)
         self.crf_in_validation = crf_in_validation
         self.threshold = threshold
         self.protocol_name = protocol
         self.num_overlays = num_overlays
         self.prediction_dir = prediction_dir
+        self.output_workers = output_workers
+        self.outputs: OutputPool | None = None
         self.scores: list[tuple[SequenceScores, str | None]] = []
         self.timings: list[VideoTiming] = []
         self.overlays: list[np.ndarray] = []
+        self.overlay_inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.test_results: dict | None = None
 
     # --- the method's part -----------------------------------------------------------------------
@@ -125,8 +116,8 @@ class VOSMethod(pl.LightningModule):
                              f"{', '.join(p.name for p in applicable) or 'none'})")
         return single[0]
 
-    def segment(self, video: LoadedVideo, crf: CRFRecipe | None) -> np.ndarray:
-        """(T, H, W) uint8 labels of every frame, refined by `crf` unless None; records timing."""
+    def run_model(self, video: LoadedVideo) -> tuple[np.ndarray, float]:
+        """`predict_video`'s (T, K, H, W) float32 probabilities, checked, and its seconds."""
         start = time.perf_counter()
         probabilities = self.predict_video(video)
         if probabilities.shape[0] != len(video) or tuple(probabilities.shape[2:]) != \
@@ -135,58 +126,83 @@ class VOSMethod(pl.LightningModule):
                                f"{tuple(probabilities.shape)} for {video.name!r}; expected "
                                f"({len(video)}, K, {video.video.size[0]}, {video.video.size[1]})")
         probabilities = probabilities.float().cpu().numpy()  # waits for the device to finish
-        model_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        if crf is not None:
-            frames = video.frames.permute(0, 2, 3, 1).cpu().numpy()
-            probabilities = refine_video(frames, probabilities, crf)
-        crf_seconds = time.perf_counter() - start
-        self.timings.append(VideoTiming(len(video), model_seconds, video.flow_seconds,
-                                        crf_seconds))
-        return binarize(probabilities, self.threshold)
+        return probabilities, time.perf_counter() - start
 
-    def score(self, video: LoadedVideo, labels: np.ndarray, with_t: bool) -> SequenceScores:
-        """Score (T, H, W) predicted labels against the video's ground truth, as
-        `vosbench eval --dataset` does."""
-        protocol = self.protocol
-        if protocol.per_object_frames:
+    def ground_truth(self, video: LoadedVideo, with_t: bool) -> VideoJob:
+        """The video's ground truth to score against, as `vosbench eval --dataset` reads it (the
+        loaded masks, not decoded again)."""
+        if self.protocol.per_object_frames:
             raise InputError("the youtube-vos protocol needs the held-out split's seen categories: "
                              "write the predictions (vosbench predict) and score them with "
                              "vosbench eval --dataset youtube-vos --split train --sequences ...")
-        truth = VideoJob(protocol, video.name, Path(), with_t, video.video,
-                         video.masks.cpu().numpy()).read_ground_truth()
-        index = {name: i for i, name in enumerate(video.video.frame_names)}
-        predicted = [labels[index[name]] for name in truth.frame_names]
-        return score_sequence(protocol, truth.frames, predicted, truth.num_objects,
-                              name=video.name, frame_names=truth.frame_names, with_t=with_t)
+        return VideoJob(self.protocol, video.name, Path(), with_t, video.video,
+                        video.masks.cpu().numpy())
 
-    def evaluate(self, video: LoadedVideo, with_t: bool, crf: CRFRecipe | None) -> np.ndarray:
-        labels = self.segment(video, crf)
-        self.scores.append((self.score(video, labels, with_t), video.video.category))
-        return labels
+    def submit(self, video: LoadedVideo, crf: CRFRecipe | None, truth: VideoJob | None,
+               write: bool, overlay: bool = False) -> None:
+        """Run the model on `video`, then hand its probabilities to the output workers: the CRF
+        (unless None), labels, scores against `truth` (unless None), PNGs (if `write`), the
+        labels of the middle annotated frame for an overlay (if `overlay`). `collect_outputs`
+        gathers what they give."""
+        probabilities, model_seconds = self.run_model(video)
+        keep = None
+        if overlay:
+            keep = video.video.annotated[len(video.video.annotated) // 2]
+            self.overlay_inputs[video.name] = (video.frames[keep], video.masks[keep])
+        frames = None if crf is None else video.frames.permute(0, 2, 3, 1).cpu().numpy()
+        label_dir = (Path(self.prediction_dir or Path(self.trainer.default_root_dir) /
+                          "predictions") / video.name) if write else None
+        if self.outputs is None:
+            self.outputs = OutputPool(self.default_output_workers() if self.output_workers is None
+                                      else self.output_workers)
+        self.outputs.submit(OutputJob(
+            video.name, probabilities, frames, crf, self.threshold, video.video.frame_names,
+            truth, label_dir, keep, VideoTiming(len(video), model_seconds, video.flow_seconds, 0.0),
+            video.video.category))
+
+    def default_output_workers(self) -> int:
+        """The CPUs this process may run on, shared among the devices of this node."""
+        return max(1, len(os.sched_getaffinity(0)) // max(self.trainer.num_devices, 1))
+
+    def collect_outputs(self) -> None:
+        """Wait for the submitted videos; add their scores, timings and overlays."""
+        for output in ([] if self.outputs is None else self.outputs.results()):
+            self.timings.append(output.timing)
+            if output.scores is not None:
+                self.scores.append((output.scores, output.category))
+            if output.kept_labels is not None:
+                frame, truth = self.overlay_inputs.pop(output.name)
+                self.overlays.append(overlay_row(frame, truth, output.kept_labels))
 
     def validation_step(self, video: LoadedVideo, batch_index: int) -> None:
-        labels = self.evaluate(video, False, self.crf if self.crf_in_validation else None)
-        if self.global_rank == 0 and len(self.overlays) < self.num_overlays:
-            middle = video.video.annotated[len(video.video.annotated) // 2]
-            self.overlays.append(overlay_row(video.frames[middle], video.masks[middle],
-                                             labels[middle]))
+        overlay = self.global_rank == 0 and len(self.overlay_inputs) + len(self.overlays) < \
+            self.num_overlays
+        self.submit(video, self.crf if self.crf_in_validation else None,
+                    self.ground_truth(video, False), write=False, overlay=overlay)
 
     def test_step(self, video: LoadedVideo, batch_index: int) -> None:
         with_t = self.protocol.temporal and self.temporal_videos().get(video.name, True)
-        labels = self.evaluate(video, with_t, self.crf)
-        self.write_labels(video, labels)
+        self.submit(video, self.crf, self.ground_truth(video, with_t), write=True)
 
     def predict_step(self, video: LoadedVideo, batch_index: int) -> str:
-        self.write_labels(video, self.segment(video, self.crf))
+        self.submit(video, self.crf, None, write=True)
         return video.name
 
     def on_validation_epoch_start(self) -> None:
-        self.scores, self.timings, self.overlays = [], [], []
+        self.scores, self.timings, self.overlays, self.overlay_inputs = [], [], [], {}
 
-    on_test_epoch_start = on_validation_epoch_start
+    on_test_epoch_start = on_predict_epoch_start = on_validation_epoch_start
+
+    def on_predict_epoch_end(self) -> None:
+        self.collect_outputs()
+
+    def teardown(self, stage: str) -> None:
+        if self.outputs is not None:
+            self.outputs.close()
+            self.outputs = None
 
     def on_validation_epoch_end(self) -> None:
+        self.collect_outputs()
         results = self.gather_results()
         if results is None:
             return
@@ -200,6 +216,7 @@ class VOSMethod(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         """Gather the scores; rank 0 writes the metrics engine's files to <run>/scores."""
+        self.collect_outputs()
         self.test_results = self.gather_results()
         if self.test_results is None:
             return
@@ -242,12 +259,6 @@ class VOSMethod(pl.LightningModule):
         db_info = data.root / "Annotations" / "db_info.yml" if data.dataset in DAVIS_LAYOUT \
             else None
         return temporal_sequences(names, True, db_info)
-
-    def write_labels(self, video: LoadedVideo, labels: np.ndarray) -> None:
-        """Palette PNGs <prediction dir>/<video>/<frame>.png, one per frame."""
-        folder = Path(self.prediction_dir or Path(self.trainer.default_root_dir) / "predictions")
-        for name, frame_labels in zip(video.video.frame_names, labels):
-            write_label_png(folder / video.name / f"{name}.png", frame_labels)
 
     def log_overlays(self) -> None:
         """The validation overlays as one image to the W&B logger, if there is one."""

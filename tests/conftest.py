@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from vosbench.datamodules.synthesis import write_synthetic_dataset
 from vosbench.io import write_label_png
 
 # Property tests draw the same examples on every run, so that a failure in CI is a failure of the
@@ -48,3 +49,12 @@ def davis_folders(tmp_path):
         write_sequence(gt_root, name, gt)
         write_sequence(pred_root, name, pred)
     return gt_root, pred_root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic set in the DAVIS 2017 layout: 2 train and 3 val videos of 5–6 frames
+    at 240×432."""
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    write_synthetic_dataset(root, seed=1, num_train=2, num_val=3, frame_range=(5, 6), workers=1)
+    return root

@@ -2,13 +2,14 @@
 
 A job is one sequence. It reads its evaluated ground-truth frames (a `folders.FolderJob` from a
 folder of label PNGs, a `datasets.VideoJob` through a dataset reader), `score_job` adds the
-predicted label PNGs PRED/<seq>/<frame>.png and scores them with `score_sequence`, and `run_jobs`
+predicted label PNGs PRED/<seq>/<frame>.png (or labels in memory, from the evaluation loops) and
+scores them with `score_sequence`, and `run_jobs`
 runs many jobs in parallel worker processes. Every file is decoded once, in the worker that scores
 its sequence. Any problem with the input raises InputError naming the sequence and file.
 """
 
-import multiprocessing
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from vosbench.errors import InputError
 from vosbench.io import read_label_png
 from vosbench.metrics.protocols import Protocol, SequenceScores, score_sequence
+from vosbench.workers import init_worker, worker_context
 
 
 @dataclass(frozen=True)
@@ -73,17 +75,22 @@ class SequenceJob(ABC):
         return indices
 
 
-def score_job(job: SequenceJob) -> SequenceScores:
-    """Read and score one sequence (runs in a worker process)."""
+def score_job(job: SequenceJob,
+              labels: Mapping[str, np.ndarray] | None = None) -> SequenceScores:
+    """Score one sequence (runs in a worker process) against its predicted `labels` (frame name
+    → (H, W) uint8 labels), or without them, the PNGs PRED/<seq>/<frame>.png."""
     truth = job.read_ground_truth()
     if not truth.frames:  # youtube-vos: no object appears before the last annotated frame
         return SequenceScores(job.name, [], [])
-    pred = [job.read_prediction(frame) for frame in truth.frame_names]
+    pred = [job.read_prediction(frame) if labels is None else labels[frame]
+            for frame in truth.frame_names]
     try:
         return score_sequence(job.protocol, truth.frames, pred, truth.num_objects, name=job.name,
                               frame_names=truth.frame_names, with_t=job.with_t,
                               first_scored=truth.first_scored)
     except InputError as error:
+        if labels is not None:
+            raise
         raise InputError(f"{error} (predictions in {job.pred_dir})") from None
 
 
@@ -135,31 +142,12 @@ def temporal_sequences(names: list[str], with_t: bool, db_info: Path | None) -> 
     return {name: eval_t[name] for name in names}
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers start from a fork server, not as forks of this process: a fork copies only the
-    forking thread, so a child of a process that runs threads (OpenCV's pool, a training loop)
-    can wait forever on a lock one of them held (seen in OpenCV). The server preloads the scoring
-    modules, so workers start without importing them."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["vosbench.metrics.folders", "vosbench.metrics.datasets"])
-    return context
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # parallelism comes from the processes
-
-
 def run_jobs(jobs: list[SequenceJob], workers: int = 1,
              progress: bool = False) -> list[SequenceScores]:
     """Score every job, in `workers` processes (1: in this process); results in job order.
 
-    The processes start from a fork server, which imports the caller's main script as
-    multiprocessing's spawn does: a script calling this needs the `if __name__ == "__main__":`
-    guard.
+    The processes start from a fork server (`vosbench.workers.worker_context`): a script calling
+    this needs the `if __name__ == "__main__":` guard.
     """
     bar = _progress_bar(len(jobs), progress)
     try:
@@ -169,8 +157,8 @@ def run_jobs(jobs: list[SequenceJob], workers: int = 1,
                 results.append(score_job(job))
                 bar.update()
             return results
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_worker_context(),
-                                 initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=worker_context(),
+                                 initializer=init_worker) as pool:
             # longest sequences first, so that no worker is left with a long one at the end
             longest_first = sorted(jobs, key=lambda job: -job.num_frames)
             futures = {job.name: pool.submit(score_job, job) for job in longest_first}

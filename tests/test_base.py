@@ -1,0 +1,138 @@
+"""The base class of the methods (methods/base.py): the poly schedule's values, the evaluation
+options a checkpoint leaves out, the threshold, frame rates, and the errors that guard the
+evaluation loops (a wrong `predict_video` shape, a video scored on two ranks)."""
+
+import math
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from vosbench.datamodules.families import SyntheticDataModule
+from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates
+from vosbench.metrics.protocols import SequenceScores
+from vosbench.outputs import VideoTiming
+
+
+class Constant(VOSMethod):
+    """Predicts `probability` everywhere (or a tensor of `shape`, to provoke the shape check);
+    one parameter, trained towards 1 by a constant loss."""
+
+    def __init__(self, probability: float = 0.6, shape: tuple[int, ...] | None = None,
+                 lr: float = 0.1, power: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def predict_video(self, video):
+        shape = self.hparams.shape or (len(video), 1, *video.video.size)
+        return torch.full(shape, self.hparams.probability)
+
+    def training_step(self, batch, batch_index):
+        return (self.weight - 1).pow(2).sum()
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD([self.weight], lr=self.hparams.lr)
+        return self.poly_schedule(optimizer, self.hparams.power)
+
+
+def trainer(**options) -> pl.Trainer:
+    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, **options)
+
+
+def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power():
+    rates = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_index):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    model = Constant(lr=0.1, power=0.9)
+    trainer(max_steps=10, callbacks=[Record()]).fit(model, DataLoader(range(10)))
+    # hand-worked: 0.1 · (1 − s/10)^0.9, e.g. s = 5: 0.1 · 0.5^0.9 = 0.1 · 0.535887
+    expected = [0.1, 0.0909533, 0.0818052, 0.0725418, 0.0631446, 0.0535887, 0.0438383,
+                0.0338383, 0.0234924, 0.0125893]
+    assert rates == pytest.approx(expected, rel=1e-5)
+    rates.clear()
+    trainer(max_steps=4, callbacks=[Record()]).fit(Constant(lr=1.0, power=2.0),
+                                                  DataLoader(range(4)))
+    assert rates == pytest.approx([1.0, 0.5625, 0.25, 0.0625])  # (1 − s/4)²
+
+
+def test_checkpoints_keep_what_was_learned_and_leave_out_how_to_evaluate():
+    model = Constant(probability=0.3, crf="agnn", threshold=0.7, protocol="davis2016",
+                     num_overlays=1, prediction_dir="elsewhere", output_workers=1,
+                     crf_in_validation=True)
+    checkpoint = {"hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(checkpoint)
+    # LightningCLI applies a checkpoint's hyperparameters over the command line, so an evaluation
+    # option saved there would override `vosbench test --model.init_args.crf …`
+    assert not set(EVALUATION_OPTIONS) & set(checkpoint["hyper_parameters"])
+    assert checkpoint["hyper_parameters"] == {"probability": 0.3, "shape": None, "lr": 0.1,
+                                              "power": 0.9}
+    assert set(EVALUATION_OPTIONS) == {"crf", "crf_in_validation", "threshold", "protocol",
+                                       "num_overlays", "prediction_dir", "output_workers"}
+
+
+def test_defaults_are_the_even_odds_threshold_and_no_crf():
+    model = Constant()
+    assert model.threshold == 0.5 and model.crf is None and not model.crf_in_validation
+    assert model.num_overlays == 3 and model.protocol_name is None
+    with pytest.raises(ValueError, match="output_workers"):
+        Constant(output_workers=-1)
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(synthetic_root):
+    return SyntheticDataModule(synthetic_root, num_workers=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_threshold_decides_the_masks_that_are_scored(tiny_synthetic, workers):
+    """A constant 0.6 is all foreground at threshold 0.5 — J of a frame is then its foreground
+    share — and nothing at 0.7, where J is 0 on every frame that holds an object."""
+    tiny_synthetic.setup("test")
+    truth = {video.name: np.stack([video.mask(i) for i in video.annotated[1:-1]])
+             for video in tiny_synthetic.videos["test"]}
+    for threshold, expected in ((0.5, {name: (masks > 0).mean(axis=(1, 2))
+                                       for name, masks in truth.items()}),
+                                (0.7, {name: np.where((masks > 0).any(axis=(1, 2)), 0.0, 1.0)
+                                       for name, masks in truth.items()})):
+        model = Constant(0.6, threshold=threshold, output_workers=workers)
+        trainer().test(model, datamodule=tiny_synthetic)
+        scores = {seq.name: seq.objects[0].J for seq in model.test_results["sequence_scores"]}
+        assert scores.keys() == expected.keys()
+        for name, values in scores.items():
+            assert values == pytest.approx(expected[name])
+
+
+def test_a_wrong_predict_video_shape_names_the_method_and_the_video(tiny_synthetic):
+    model = Constant(shape=(2, 1, 8, 8), output_workers=0)
+    with pytest.raises(RuntimeError, match=r"Constant.predict_video returned \(2, 1, 8, 8\) for "
+                                           r"'synth-val-000'; expected \(\d+, K, 240, 432\)"):
+        trainer().test(model, datamodule=tiny_synthetic)
+
+
+def test_a_video_scored_twice_is_an_error():
+    model = Constant()
+    scores = SequenceScores("bear", ["00001"], [])
+    model.scores = [(scores, None), (SequenceScores("camel", ["00001"], []), None), (scores, None)]
+    with pytest.raises(RuntimeError, match="scored on more than one rank"):
+        model.gather_results()
+
+
+def test_frame_rates_divide_all_frames_by_all_seconds():
+    timings = [VideoTiming(frames=10, model=2.0, flow=0.0, crf=0.0),
+               VideoTiming(frames=20, model=4.0, flow=1.0, crf=3.0)]
+    rates = frame_rates(timings)
+    assert rates["fps"] == 5.0  # 30 frames in 6 s
+    assert rates["fps_with_flow"] == pytest.approx(30 / 7)
+    assert rates["fps_with_crf"] == pytest.approx(10 / 3)  # 30 frames in 6 + 3 s
+    assert frame_rates([VideoTiming(4, 1.0, 0.0, 0.0)]) == {
+        "fps": 4.0, "fps_with_flow": None, "fps_with_crf": None}
+    assert frame_rates([])["fps"] is None
+    assert math.isclose(frame_rates([VideoTiming(3, 0.5, 0.25, 0.0)])["fps_with_flow"], 4.0)
