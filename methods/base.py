@@ -2,10 +2,11 @@
 
 A method subclasses `VOSMethod`, builds its network, implements `training_step` on `Clip` batches
 and `predict_video(video) -> (T, K, H, W)` probabilities. The base class owns the rest: the
-validation and test loops over whole videos, CRF post-processing, binarization, writing label
-PNGs, scoring with the metrics engine (the same code as `vosbench eval --dataset`), gathering the
-per-video scores of every DDP rank (each video is scored on exactly one rank), timing, peak
-memory, parameter count, and qualitative overlays.
+validation and test loops over whole videos; what follows the model for each video — CRF
+post-processing, binarization, scoring with the metrics engine (the same code as `vosbench eval
+--dataset`), writing label PNGs — in worker processes while the model predicts the next
+(`vosbench.outputs`); gathering the per-video scores of every DDP rank (each video is scored on
+exactly one rank), timing, peak memory, parameter count, and qualitative overlays.
 """
 
 import os
@@ -162,7 +163,9 @@ class VOSMethod(pl.LightningModule):
 
     def default_output_workers(self) -> int:
         """The CPUs this process may run on, shared among the devices of this node."""
-        return max(1, len(os.sched_getaffinity(0)) // max(self.trainer.num_devices, 1))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            os.cpu_count() or 1
+        return max(1, cpus // max(self.trainer.num_devices, 1))
 
     def collect_outputs(self) -> None:
         """Wait for the submitted videos; add their scores, timings and overlays."""
@@ -175,8 +178,8 @@ class VOSMethod(pl.LightningModule):
                 self.overlays.append(overlay_row(frame, truth, output.kept_labels))
 
     def validation_step(self, video: LoadedVideo, batch_index: int) -> None:
-        overlay = self.global_rank == 0 and len(self.overlay_inputs) + len(self.overlays) < \
-            self.num_overlays
+        # the overlays of the first videos (their labels come back with the epoch's outputs)
+        overlay = self.global_rank == 0 and len(self.overlay_inputs) < self.num_overlays
         self.submit(video, self.crf if self.crf_in_validation else None,
                     self.ground_truth(video, False), write=False, overlay=overlay)
 

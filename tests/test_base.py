@@ -3,15 +3,20 @@ options a checkpoint leaves out, the threshold, frame rates, and the errors that
 evaluation loops (a wrong `predict_video` shape, a video scored on two ranks)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from pytorch_lightning.loggers import WandbLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from vosbench import outputs
 from vosbench.datamodules.families import SyntheticDataModule
+from vosbench.io import read_label_png
 from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates
 from vosbench.metrics.protocols import SequenceScores
 from vosbench.outputs import VideoTiming
@@ -39,12 +44,14 @@ class Constant(VOSMethod):
         return self.poly_schedule(optimizer, self.hparams.power)
 
 
-def trainer(**options) -> pl.Trainer:
+def trainer(root, **options) -> pl.Trainer:
+    """A quiet one-process trainer whose files (predictions, scores) go under `root`."""
     return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, **options)
+                      enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=root, **options)
 
 
-def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power():
+def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power(tmp_path):
     rates = []
 
     class Record(pl.Callback):
@@ -52,13 +59,13 @@ def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power():
             rates.append(trainer.optimizers[0].param_groups[0]["lr"])
 
     model = Constant(lr=0.1, power=0.9)
-    trainer(max_steps=10, callbacks=[Record()]).fit(model, DataLoader(range(10)))
+    trainer(tmp_path, max_steps=10, callbacks=[Record()]).fit(model, DataLoader(range(10)))
     # hand-worked: 0.1 · (1 − s/10)^0.9, e.g. s = 5: 0.1 · 0.5^0.9 = 0.1 · 0.535887
     expected = [0.1, 0.0909533, 0.0818052, 0.0725418, 0.0631446, 0.0535887, 0.0438383,
                 0.0338383, 0.0234924, 0.0125893]
     assert rates == pytest.approx(expected, rel=1e-5)
     rates.clear()
-    trainer(max_steps=4, callbacks=[Record()]).fit(Constant(lr=1.0, power=2.0),
+    trainer(tmp_path, max_steps=4, callbacks=[Record()]).fit(Constant(lr=1.0, power=2.0),
                                                   DataLoader(range(4)))
     assert rates == pytest.approx([1.0, 0.5625, 0.25, 0.0625])  # (1 − s/4)²
 
@@ -92,7 +99,7 @@ def tiny_synthetic(synthetic_root):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_the_threshold_decides_the_masks_that_are_scored(tiny_synthetic, workers):
+def test_the_threshold_decides_the_masks_that_are_scored(tiny_synthetic, workers, tmp_path):
     """A constant 0.6 is all foreground at threshold 0.5 — J of a frame is then its foreground
     share — and nothing at 0.7, where J is 0 on every frame that holds an object."""
     tiny_synthetic.setup("test")
@@ -103,18 +110,35 @@ def test_the_threshold_decides_the_masks_that_are_scored(tiny_synthetic, workers
                                 (0.7, {name: np.where((masks > 0).any(axis=(1, 2)), 0.0, 1.0)
                                        for name, masks in truth.items()})):
         model = Constant(0.6, threshold=threshold, output_workers=workers)
-        trainer().test(model, datamodule=tiny_synthetic)
+        trainer(tmp_path).test(model, datamodule=tiny_synthetic)
         scores = {seq.name: seq.objects[0].J for seq in model.test_results["sequence_scores"]}
         assert scores.keys() == expected.keys()
         for name, values in scores.items():
             assert values == pytest.approx(expected[name])
 
 
-def test_a_wrong_predict_video_shape_names_the_method_and_the_video(tiny_synthetic):
+def test_a_wrong_predict_video_shape_names_the_method_and_the_video(tiny_synthetic, tmp_path):
     model = Constant(shape=(2, 1, 8, 8), output_workers=0)
     with pytest.raises(RuntimeError, match=r"Constant.predict_video returned \(2, 1, 8, 8\) for "
                                            r"'synth-val-000'; expected \(\d+, K, 240, 432\)"):
-        trainer().test(model, datamodule=tiny_synthetic)
+        trainer(tmp_path).test(model, datamodule=tiny_synthetic)
+
+
+def test_results_gathered_over_a_process_group_are_those_of_one_process(tiny_synthetic, tmp_path):
+    """Under DDP every rank gathers all ranks' scores (`all_gather_object`); with one rank in a
+    gloo group the gathered results are this process's own."""
+    alone = Constant(0.6, output_workers=0)
+    trainer(tmp_path).test(alone, datamodule=tiny_synthetic)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        grouped = Constant(0.6, output_workers=0)
+        trainer(tmp_path).test(grouped, datamodule=tiny_synthetic)
+    finally:
+        dist.destroy_process_group()
+    assert grouped.test_results["metrics"] == alone.test_results["metrics"]
+    assert [seq.name for seq in grouped.test_results["sequence_scores"]] == \
+        [seq.name for seq in alone.test_results["sequence_scores"]]
 
 
 def test_a_video_scored_twice_is_an_error():
@@ -136,3 +160,88 @@ def test_frame_rates_divide_all_frames_by_all_seconds():
         "fps": 4.0, "fps_with_flow": None, "fps_with_crf": None}
     assert frame_rates([])["fps"] is None
     assert math.isclose(frame_rates([VideoTiming(3, 0.5, 0.25, 0.0)])["fps_with_flow"], 4.0)
+
+
+class RecordingWandb(WandbLogger):
+    """A W&B logger that keeps the images it is given instead of starting a run."""
+
+    def __init__(self):
+        super().__init__(offline=True)
+        self.images = []
+
+    def log_image(self, key, images, step=None, **kwargs):
+        self.images.append((key, images, step, kwargs))
+
+
+def count_crf_calls(monkeypatch) -> list[int]:
+    """Replace the CRF (run in this process: output_workers 0) by the identity; the list gets
+    the frame count of every video it refines."""
+    refined = []
+
+    def refine_video(frames, probabilities, recipe):
+        refined.append(len(frames))
+        return probabilities
+
+    monkeypatch.setattr(outputs, "refine_video", refine_video)
+    return refined
+
+
+def test_validation_scores_the_raw_masks_without_t_and_writes_nothing(tiny_synthetic, tmp_path,
+                                                                     monkeypatch):
+    """Model selection scores the model's own masks (the CRF only with crf_in_validation), skips
+    T (its cost) and writes no PNG; the first `num_overlays` videos become overlay rows."""
+    refined = count_crf_calls(monkeypatch)
+    logger = RecordingWandb()
+    model = Constant(0.6, crf="agnn", num_overlays=2, output_workers=0)
+    validation = pl.Trainer(accelerator="cpu", devices=1, logger=logger,
+                            default_root_dir=tmp_path, enable_progress_bar=False,
+                            enable_model_summary=False)
+    metrics = validation.validate(model, datamodule=tiny_synthetic)[0]
+    assert refined == [] and "val/T-Mean" not in metrics and "val/J-Mean" in metrics
+    assert not (tmp_path / "predictions").exists()
+    ((key, images, step, options),) = logger.images
+    assert (key, step, options) == ("val/overlays", 0,
+                                    {"caption": ["frame | ground truth | prediction"]})
+    (image,) = images
+    videos = tiny_synthetic.videos["val"][:2]
+    assert image.shape == (2 * 240, 3 * 432, 3)  # one row per video: frame | truth | prediction
+    for row, video in zip(np.split(image, 2, axis=0), videos):
+        middle = video.annotated[len(video.annotated) // 2]
+        assert np.array_equal(row[:, :432], video.frame(middle))
+
+    model = Constant(0.6, crf="agnn", crf_in_validation=True, output_workers=0)
+    trainer(tmp_path).validate(model, datamodule=tiny_synthetic)
+    assert refined == [len(video) for video in tiny_synthetic.videos["val"]]
+
+
+def test_predict_writes_every_frame_refined_by_the_crf(tiny_synthetic, tmp_path, monkeypatch):
+    refined = count_crf_calls(monkeypatch)
+    model = Constant(0.6, crf="agnn", prediction_dir=str(tmp_path / "out"), output_workers=0)
+    names = trainer(tmp_path).predict(model, datamodule=tiny_synthetic)
+    videos = tiny_synthetic.videos["test"]
+    assert names == [video.name for video in videos]
+    assert refined == [len(video) for video in videos]
+    for video in videos:
+        for frame in video.frame_names:  # every frame, all foreground (0.6 > 0.5)
+            assert (read_label_png(tmp_path / "out" / video.name / f"{frame}.png") == 1).all()
+
+
+@pytest.mark.parametrize(("cpus", "devices", "workers"), [(8, 1, 8), (8, 2, 4), (8, 3, 2),
+                                                           (2, 4, 1)])
+def test_output_workers_share_the_process_cpus_among_the_devices(monkeypatch, cpus, devices,
+                                                                 workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's, not this process's
+    model = Constant()
+    model.trainer = pl.Trainer(accelerator="cpu", devices=devices, logger=False)
+    assert model.default_output_workers() == workers
+
+
+def test_output_workers_without_cpu_affinity_count_the_machine(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity")
+    model = Constant()
+    model.trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert model.default_output_workers() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one worker
+    assert model.default_output_workers() == 1

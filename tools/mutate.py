@@ -46,6 +46,15 @@ PACKAGE_DIRS = {"src/vosbench": "src/vosbench", "methods": "src/vosbench/methods
                 "datamodules": "src/vosbench/datamodules"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 PROGRESS_SECONDS = 30
+# sitecustomize.py of the processes that tests start (the CLI, DDP ranks, scoring workers): they
+# import the mutants, but mutmut's "stats" pass (which tests call which function) is recorded in
+# the test process only, and its hook would look for mutmut's settings in the test's working
+# folder and fail; there they run the unmutated functions.
+SUBPROCESS_HOOK = """import os
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
 # mutmut's exit-code statuses, grouped as the report counts them
 KILLED = {"killed", "segfault", "caught by type check"}
 
@@ -104,6 +113,8 @@ def stage(module: str, tests: list[str], folder: Path) -> None:
     # the processes that tests start find the mutants through PYTHONPATH: the folder must exist
     # when they start, or the import system remembers it as missing
     (folder / "mutants" / "src").mkdir(parents=True)
+    (folder / "hooks").mkdir()
+    (folder / "hooks" / "sitecustomize.py").write_text(SUBPROCESS_HOOK)
 
 
 @contextmanager
@@ -193,6 +204,25 @@ def report(module: str, mutants: list[Mutant], equivalent: set[tuple[str, str, s
     return not unexplained
 
 
+def refresh(folder: Path, module: str) -> bool:
+    """Copy the tests, configs and every source but `module` again into the stage in `folder`
+    and its mutants/; False (nothing copied) if `module` itself changed since it was staged."""
+    staged = folder / staged_path(module)
+    if staged.read_bytes() != (ROOT / module).read_bytes():
+        return False
+    for source, target in PACKAGE_DIRS.items():
+        for path in (ROOT / source).rglob("*.py"):
+            copy = Path(target) / path.relative_to(ROOT / source)
+            if copy != Path(staged_path(module)):
+                for base in (folder, folder / "mutants"):
+                    (base / copy).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, base / copy)
+    for name in ("tests", "configs"):
+        shutil.copytree(ROOT / name, folder / "mutants" / name, ignore=IGNORED,
+                        dirs_exist_ok=True)
+    return True
+
+
 def progress(log: Path) -> str:
     """The last status line mutmut wrote to `log` (it redraws one line with carriage returns)."""
     text = log.read_text(errors="replace").replace("\n", "\r")
@@ -203,23 +233,23 @@ def progress(log: Path) -> str:
 def run_module(module: str, tests: list[str], workers: int, rerun_survivors: bool,
                equivalent: set[tuple[str, str, str]]) -> bool:
     """Stage, run mutmut on one module, report; True if every survivor is listed equivalent.
-    With `rerun_survivors`, the tests (and sources) are copied again into the previous stage and
-    only its survivors are run again."""
+    With `rerun_survivors`, the tests and the other sources are copied again into the previous
+    stage and only its survivors run again (every mutant, in a new stage, if `module` changed)."""
     folder = WORK / module.replace("/", "_").removesuffix(".py")
+    reuse = rerun_survivors and (folder / "mutants").is_dir()
+    if reuse and not refresh(folder, module):
+        print(f"\n{module} changed since the last run: running every mutant again")
+        reuse = False
     names = []
-    if rerun_survivors and (folder / "mutants").is_dir():
+    if reuse:
         names = [m.name for m in read_mutants(folder, module)
                  if m.status in ("survived", "no tests", "timeout")]
-        for name in ("tests", "configs"):
-            shutil.copytree(ROOT / name, folder / "mutants" / name, ignore=IGNORED,
-                            dirs_exist_ok=True)
         if not names:
-            print(f"\n{module}: no survivor to run again")
+            return report(module, read_mutants(folder, module), equivalent, 0.0)
     else:
         stage(module, tests, folder)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(folder / "mutants" / "src"),
-                                                       os.environ.get("PYTHONPATH")]))}
+    paths = [str(folder / "mutants" / "src"), str(folder / "hooks"), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     start = time.perf_counter()
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *names]
     print(f"\n=== {module}: mutmut in {folder.relative_to(ROOT)}, tests: {' '.join(tests)}",
