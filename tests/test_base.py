@@ -163,14 +163,25 @@ def test_frame_rates_divide_all_frames_by_all_seconds():
 
 
 class RecordingWandb(WandbLogger):
-    """A W&B logger that keeps the images it is given instead of starting a run."""
+    """A W&B logger that keeps the images it is given and starts no W&B run (a run left open
+    would be reused by every later W&B logger of the process)."""
 
     def __init__(self):
         super().__init__(offline=True)
         self.images = []
 
+    @property
+    def experiment(self):
+        return None
+
     def log_image(self, key, images, step=None, **kwargs):
         self.images.append((key, images, step, kwargs))
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_hyperparams(self, params):
+        pass
 
 
 def count_crf_calls(monkeypatch) -> list[int]:
