@@ -35,8 +35,9 @@ GATES = ("channel", "spatial", "none")
 
 def frame_subsets(num_frames: int, num_nodes: int) -> list[list[int]]:
     """The test-time graphs of an N-frame video (paper §3.3): T = ⌈N / N′⌉ subsets
-    {t, t + T, t + 2T, …}, t = 0 … T − 1, of N′ or N′ − 1 frames; every frame is in exactly one.
-    E.g. N = 7, N′ = 3: [[0, 3, 6], [1, 4], [2, 5]]."""
+    {t, t + T, t + 2T, …}, t = 0 … T − 1; every frame is in exactly one. Their sizes are
+    ⌈N / T⌉ ≤ N′ and, for the last ones, one less; a short video can give subsets well under N′.
+    E.g. N = 7, N′ = 3: [[0, 3, 6], [1, 4], [2, 5]]; N = 6, N′ = 5: [[0, 2, 4], [1, 3, 5]]."""
     if num_nodes < 1:
         raise ValueError(f"a graph needs at least one node, got num_nodes={num_nodes}")
     num_subsets = math.ceil(num_frames / num_nodes)
@@ -304,6 +305,10 @@ class AGNN(VOSMethod):
                                                             self.hparams.static_every)
         clip = static if static_step else video
         target, valid = clip.foreground()
+        # The loss compares logits upsampled (bilinearly) to the clip's size with the masks at
+        # that size. §3.3 writes S and Ŝ at the node resolution (60×60); scoring at the input size
+        # supervises the same map after the same upsampling that inference applies, keeps thin
+        # structures that a 60×60 nearest-neighbour mask drops, and needs no mask resizing.
         logits = (self.static_logits(clip.frames.flatten(0, 1)) if static_step
                   else self(clip.frames).flatten(0, 1))
         loss = self.loss_function(logits, target.flatten(0, 1), valid.flatten(0, 1))

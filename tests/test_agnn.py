@@ -142,6 +142,26 @@ def test_gates_lie_in_the_unit_interval():
         MessageGate(16, "global")
 
 
+def literal_gate(gate: MessageGate, message: torch.Tensor) -> torch.Tensor:
+    """g_ji of one (C, h, w) message as Eq. 8 writes it: the 1×1 convolution W_g * m + b_g at
+    every position first, then the spatial average (GAP), then σ; the spatial variant is
+    σ(w · m + b) at every position (one map for all channels)."""
+    weight, bias = gate.conv.weight[:, :, 0, 0], gate.conv.bias  # (C_out, C), (C_out,)
+    response = torch.einsum("oc,chw->ohw", weight, message) + bias[:, None, None]
+    if gate.kind == "channel":
+        return torch.sigmoid(response.mean(dim=(1, 2)))[:, None, None]  # (C, 1, 1)
+    return torch.sigmoid(response)  # (1, h, w)
+
+
+def test_gates_follow_equation_8():
+    torch.manual_seed(0)
+    messages = torch.randn(4, 16, 5, 3)
+    for kind in ("channel", "spatial"):
+        gate = MessageGate(16, kind)
+        expected = torch.stack([literal_gate(gate, message) for message in messages])
+        assert torch.allclose(gate(messages), expected, atol=1e-6)
+
+
 def test_inter_attention_messages_are_convex_combinations():
     torch.manual_seed(0)
     attention = InterAttention(8)
@@ -175,6 +195,54 @@ def test_intra_attention_starts_as_the_state_and_adds_a_convex_context():
     values = attention.value(states).flatten(2)
     assert (context >= values.amin(-1, keepdim=True) - 1e-5).all()
     assert (context <= values.amax(-1, keepdim=True) + 1e-5).all()
+
+
+def literal_aggregation(graph: AttentiveGraph, states: torch.Tensor) -> torch.Tensor:
+    """m_i = Σ_j g_ji ⊙ m_ji (Eq. 9) for every node of (B, N, C, h, w) states, node pair by node
+    pair from the equations: the loop message (Eqs. 4, 6) e_ii = α softmax(f gᵀ) l + h with
+    f, g, l the 1×1 convolutions W_f h, W_h h, W_l h as (hw, ·) matrices; the line messages
+    (Eqs. 5, 7) m_ji = softmax_rows(h_i W_c h_jᵀ) h_j; the gates of Eq. 8 (`literal_gate`)."""
+    intra, weight_c = graph.intra_attention, graph.inter_attention.weight
+    batch, num_nodes, channels, height, width = states.shape
+
+    def conv(layer, h):  # a 1×1 convolution of a (hw, C) matrix → (hw, C_out)
+        return h @ layer.weight[:, :, 0, 0].T + layer.bias
+
+    def as_map(matrix):  # (hw, C) → (C, h, w)
+        return matrix.T.reshape(channels, height, width)
+
+    result = torch.zeros_like(states)
+    for b in range(batch):
+        nodes = [states[b, i].reshape(channels, -1).T for i in range(num_nodes)]  # (hw, C)
+        for i, h_i in enumerate(nodes):
+            for j, h_j in enumerate(nodes):
+                if i == j:
+                    attention = torch.softmax(conv(intra.query, h_i) @ conv(intra.key, h_i).T, 1)
+                    message = intra.scale * attention @ conv(intra.value, h_i) + h_i
+                else:
+                    message = torch.softmax(h_i @ weight_c @ h_j.T, dim=1) @ h_j
+                message = as_map(message)
+                gate = 1.0 if graph.gate.kind == "none" else literal_gate(graph.gate, message)
+                result[b, i] += gate * message
+    return result
+
+
+@pytest.mark.parametrize("gate", ["channel", "spatial", "none"])
+def test_aggregation_follows_equations_4_to_9_node_by_node(gate):
+    """Every message gated by its own gate, the loop and the other nodes' alike (Eq. 9), against
+    the equations computed pair by pair; α ≠ 0 and a non-symmetric W_c so that every term
+    counts."""
+    torch.manual_seed(0)
+    graph = AttentiveGraph(16, gate=gate, attention_reduction=4)
+    with torch.no_grad():
+        graph.intra_attention.scale.fill_(0.7)
+        graph.inter_attention.weight.copy_(torch.randn(16, 16) * 0.3)
+        if graph.gate.conv is not None:  # gates well inside (0, 1), unlike each other
+            graph.gate.conv.weight.mul_(4.0)
+    states = torch.randn(2, 3, 16, 4, 5)
+    with torch.no_grad():
+        assert torch.allclose(graph.aggregate(states), literal_aggregation(graph, states),
+                              atol=1e-5)
 
 
 def test_aggregation_sums_the_gated_messages_of_every_node_and_the_loop():
@@ -222,6 +290,25 @@ def test_single_node_graphs_forward_and_train():
     assert model(torch.rand(2, 1, 3, SIZE, SIZE)).shape == (2, 1, SIZE, SIZE)
     steps, _ = fit(model, make_clip(batch=2, num_frames=1), steps=1)
     assert math.isfinite(steps[0]["loss"]) and steps[0]["readout"]
+
+
+def test_readout_reads_the_final_states_then_the_embedding():
+    """Eq. 11: R([h^K, h^0]), the final states in the first C input channels of the readout.
+    With the readout blind to channels C…2C only the graph's states reach the output (changing
+    the graph changes it); blind to channels 0…C, only the embedding does."""
+    model = tiny_agnn(num_iterations=2).eval()
+    images = torch.rand(1, 3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    first = model.readout[0].weight  # (channels, 2C, 3, 3): C = 16
+    for blind, graph_matters in ((slice(16, 32), True), (slice(0, 16), False)):
+        with torch.no_grad():
+            original = first.clone()
+            first[:, blind] = 0
+            before = model(images)
+            model.graph.update.candidate.weight.mul_(-2.0)  # another h^K, the same h^0
+            after = model(images)
+            model.graph.update.candidate.weight.div_(-2.0)
+            first.copy_(original)
+        assert ((after - before).abs().max() > 1e-4) == graph_matters
 
 
 def test_graph_ablation_reads_out_the_embedding_alone():
@@ -272,25 +359,42 @@ def test_code_loss_by_hand_and_finite_on_an_empty_mask():
 # --- inference subsets --------------------------------------------------------------------------
 
 def test_frame_subsets_interleave_the_video():
+    """§3.3: T = ⌈N / N′⌉ subsets {t, t + T, …}; a short video gives smaller subsets than N′
+    (N = 6, N′ = 5: T = 2, two subsets of 3 frames)."""
     assert frame_subsets(10, 5) == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
     assert frame_subsets(7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert frame_subsets(6, 5) == [[0, 2, 4], [1, 3, 5]]
     assert frame_subsets(3, 5) == [[0, 1, 2]]
+    assert frame_subsets(11, 1) == [[i] for i in range(11)]
     for num_frames in range(1, 40):
         for num_nodes in range(1, 9):
             subsets = frame_subsets(num_frames, num_nodes)
-            assert len(subsets) == math.ceil(num_frames / num_nodes)
+            stride = math.ceil(num_frames / num_nodes)
+            assert len(subsets) == stride
             assert sorted(i for subset in subsets for i in subset) == list(range(num_frames))
-            assert max(map(len, subsets)) <= num_nodes
+            assert [subset[0] for subset in subsets] == list(range(stride))
+            assert all(b - a == stride for subset in subsets for a, b in zip(subset, subset[1:]))
+            sizes = {len(subset) for subset in subsets}
+            assert max(sizes) <= num_nodes and max(sizes) - min(sizes) <= 1
+            assert max(sizes) == math.ceil(num_frames / stride)
+    with pytest.raises(ValueError, match="at least one node"):
+        frame_subsets(5, 0)
+
+
+def make_video(num_frames: int, height: int = 40, width: int = 56) -> LoadedVideo:
+    """A loaded video of random frames (no objects) at height × width."""
+    video = Video("clip", "fake", "val", tuple(Path(f"{i:05d}.jpg") for i in range(num_frames)),
+                  tuple(Path(f"{i:05d}.png") for i in range(num_frames)), (height, width))
+    frames = torch.randint(0, 256, (num_frames, 3, height, width), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    return LoadedVideo(video, frames, torch.zeros(num_frames, height, width, dtype=torch.uint8))
 
 
 def test_predict_video_runs_each_subset_as_one_graph():
     model = tiny_agnn(num_nodes_test=3, graphs_per_batch=1).eval()
     height, width, num_frames = 40, 56, 7
-    video = Video("clip", "fake", "val", tuple(Path(f"{i:05d}.jpg") for i in range(num_frames)),
-                  tuple(Path(f"{i:05d}.png") for i in range(num_frames)), (height, width))
-    frames = torch.randint(0, 256, (num_frames, 3, height, width), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    loaded = LoadedVideo(video, frames, torch.zeros(num_frames, height, width, dtype=torch.uint8))
+    loaded = make_video(num_frames, height, width)
+    frames = loaded.frames
     probabilities = model.predict_video(loaded)
     assert probabilities.shape == (num_frames, 1, height, width)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
@@ -299,6 +403,22 @@ def test_predict_video_runs_each_subset_as_one_graph():
         images = resize(frames[[1, 4]].float() / 255, (SIZE, SIZE))[None]
         expected = torch.sigmoid(resize(model(images)[0][:, None], (height, width)))
     assert torch.allclose(probabilities[[1, 4]], expected, atol=1e-5)
+
+
+def test_graphs_of_equal_size_run_together_with_the_same_results():
+    """graphs_per_batch = 2 (the default): N = 7, N′ = 3 gives subsets [0, 3, 6], [1, 4], [2, 5];
+    the two 2-frame graphs run in one forward pass, and every frame's probability is that of
+    its graph run alone."""
+    alone = tiny_agnn(num_nodes_test=3, graphs_per_batch=1).eval()
+    together = tiny_agnn(num_nodes_test=3).eval()
+    assert together.hparams.graphs_per_batch == 2
+    together.load_state_dict(alone.state_dict())
+    video = make_video(num_frames=7)
+    calls = []
+    together.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    probabilities = together.predict_video(video)
+    assert [tuple(shape[:2]) for shape in calls] == [(1, 3), (2, 2)]
+    assert torch.allclose(probabilities, alone.predict_video(video), atol=1e-5)
 
 
 # --- training -----------------------------------------------------------------------------------

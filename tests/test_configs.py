@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from vosbench.lightning_cli import VOSCLI
+from vosbench.postprocess import RECIPES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -22,3 +23,33 @@ def test_method_presets_build(preset, trainer, tmp_path):
         2 if trainer == "cpu_ddp" else 1)
     if preset.stem == "paper" and cli.model.trainable:
         assert cli.datamodule.transform.size is not None
+
+
+def test_agnn_paper_preset_holds_the_papers_settings(tmp_path):
+    """configs/methods/agnn/paper.yaml against the sentences of the paper (papers/agnn-iccv2019
+    §3.3, §4.1.1) and METHODS.md §1 that give each value."""
+    cli = VOSCLI(["--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+                  "--config", str(CONFIGS / "data" / "synthetic.yaml"),
+                  "--config", str(CONFIGS / "methods" / "agnn" / "paper.yaml"),
+                  "--data.init_args.root", str(tmp_path / "data"), "--wandb_mode", "disabled",
+                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    model, data = cli.model.hparams, cli.datamodule
+    # "the first five convolution blocks of DeepLabV3" (ResNet-101, output stride 8):
+    # "473×473 … h0 ∈ R^{60×60×256}"
+    assert (model.backbone, model.output_stride, model.channels) == ("resnet101", 8, 256)
+    assert tuple(model.input_size) == (473, 473) and tuple(data.transform.size) == (473, 473)
+    # "we set the total number of iterations as K = 3"; "In practice, we set N′ = 5 during
+    # testing"; Eq. 8's channel-wise gates; Eq. 12's weighted BCE
+    assert (model.num_iterations, model.num_nodes_test) == (3, 5)
+    assert (model.gate, model.graph, model.loss) == ("channel", True, "balanced")
+    # "we randomly select 2 videos … and sample 3 frames (N′ = 3) per video": one frame from
+    # each of N′ segments
+    assert type(data.sampler).__name__ == "SegmentSampler" and data.sampler.num_segments == 3
+    assert data.batch_size == 2
+    # "'static-image' and 'dynamic-video' iterations are executed alternately", 6 static images
+    assert model.static_every == 2 and data.static_batch_size == 6
+    # METHODS.md: SGD, momentum 0.9, weight decay 5e-4, lr 2.5e-4 with poly 0.9, graph at 10×
+    assert (model.optimizer, model.momentum, model.weight_decay) == ("sgd", 0.9, 5e-4)
+    assert (model.lr, model.poly_power, model.graph_lr_multiplier) == (2.5e-4, 0.9, 10.0)
+    # "we apply CRF as a post-processing step" (the recipe of METHODS.md §1)
+    assert cli.model.crf == RECIPES["agnn"]
