@@ -72,7 +72,7 @@ class IntraAttention(nn.Module):
         reduction: W_f and W_h map C to C // reduction channels.
     """
 
-    def __init__(self, channels: int = 256, reduction: int = 8):
+    def __init__(self, channels: int, reduction: int):
         super().__init__()
         if channels < reduction:
             raise ValueError(f"IntraAttention: channels ({channels}) must be at least the "
@@ -108,7 +108,7 @@ class InterAttention(nn.Module):
         channels: C of the node states.
     """
 
-    def __init__(self, channels: int = 256):
+    def __init__(self, channels: int):
         super().__init__()
         self.weight = nn.Parameter(torch.eye(channels) / math.sqrt(channels))  # W_c
 
@@ -140,7 +140,7 @@ class MessageGate(nn.Module):
         kind: "channel", "spatial" or "none".
     """
 
-    def __init__(self, channels: int = 256, kind: str = "channel"):
+    def __init__(self, channels: int, kind: str):
         super().__init__()
         if kind not in GATES:
             raise ValueError(f"unknown gate {kind!r}; known: {', '.join(GATES)}")
@@ -205,7 +205,7 @@ class Readout(nn.Sequential):
     (over B·N′ maps of h×w positions, so batches of one sample are fine).
     (M, in_channels, h, w) → (M, 1, h, w) logits."""
 
-    def __init__(self, in_channels: int = 512, channels: int = 256):
+    def __init__(self, in_channels: int, channels: int):
         super().__init__(
             nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
@@ -312,9 +312,9 @@ class AGNN(VOSMethod):
         logits = (self.static_logits(clip.frames.flatten(0, 1)) if static_step
                   else self(clip.frames).flatten(0, 1))
         loss = self.loss_function(logits, target.flatten(0, 1), valid.flatten(0, 1))
-        batch_size = clip.frames.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log("train/step_type", float(static_step), batch_size=batch_size)
+        # logged per step only: Lightning needs no batch size to average them over an epoch
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/step_type", float(static_step))
         return loss
 
     @torch.inference_mode()

@@ -52,7 +52,7 @@ class FCN(VOSMethod):
         target, valid = clip.foreground()
         logits = self(clip.frames.flatten(0, 1))
         loss = self.loss_function(logits, target.flatten(0, 1), valid.flatten(0, 1))
-        self.log("train/loss", loss, prog_bar=True, batch_size=clip.frames.shape[0])
+        self.log("train/loss", loss, prog_bar=True)  # per step: no batch size needed
         return loss
 
     @torch.inference_mode()

@@ -3,11 +3,13 @@ equation (gates, convex messages, gated sum with the self-loop, ConvGRU), permut
 equivariance, any number of nodes, the losses, the test-time frame subsets, training (the loss
 falls; the static/video schedule) and `predict_video`."""
 
+import logging
 import math
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import timm
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -21,6 +23,7 @@ from vosbench.methods.agnn import (
     InterAttention,
     IntraAttention,
     MessageGate,
+    Readout,
     frame_subsets,
     is_static_step,
 )
@@ -64,14 +67,28 @@ class StepRecorder(pl.Callback):
         self.steps[-1]["step_type"] = float(trainer.callback_metrics["train/step_type"])
 
 
-def fit(model: AGNN, batch, steps: int) -> tuple[list[dict], pl.Trainer]:
+class RepeatedBatch(pl.LightningDataModule):
+    """`steps` copies of one batch, from a datamodule with the given `attributes` (e.g. a
+    `static_root` of saliency images: a path, None, or no such attribute)."""
+
+    def __init__(self, batch, steps: int, **attributes):
+        super().__init__()
+        self.batch, self.steps = batch, steps
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader([self.batch] * self.steps, batch_size=1,
+                          collate_fn=lambda items: items[0])
+
+
+def fit(model: AGNN, batch, steps: int, **datamodule_attributes) -> tuple[list[dict], pl.Trainer]:
     """Train `model` for `steps` optimizer steps on the same batch; the per-step records."""
     recorder = StepRecorder()
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[recorder])
-    loader = DataLoader([batch] * steps, batch_size=1, collate_fn=lambda items: items[0])
-    trainer.fit(model, loader)
+    trainer.fit(model, datamodule=RepeatedBatch(batch, steps, **datamodule_attributes))
     return recorder.steps, trainer
 
 
@@ -95,8 +112,26 @@ def test_paper_preset_shapes_and_parameter_count():
           f" graph {graph / 1e6:.2f} M, readout {readout / 1e6:.2f} M)")
     # the official layout has ~82 M (512-channel ASPP branches, 3×3 fusion); ours 256 channels
     assert 60e6 < total < 100e6 and total == embedding + graph + readout
-    assert 0.5e6 < graph < 1e6  # ConvGRU 0.39 M + attentions 0.15 M + gate 0.07 M
-    assert 1.5e6 < readout < 2e6  # 512→256 3×3, 256→256 3×3, 256→1
+    # by hand: intra-attention 2 · (256 · 32 + 32) + 256 · 256 + 256 + α; W_c 256²; gate
+    # 256 · 256 + 256; ConvGRU gates 512 · 512 + 512 and candidate 512 · 256 + 256
+    assert graph == 82_241 + 65_536 + 65_792 + 393_984
+    # 3×3 512→256 and 256→256 without biases, each with a BatchNorm (γ, β), then 1×1 256→1
+    assert readout == 512 * 256 * 9 + 512 + 256 * 256 * 9 + 512 + 257
+    hp = model.hparams  # the paper's K, N′ at test and poly power
+    assert (hp.num_iterations, hp.num_nodes_test, hp.poly_power) == (3, 5, 0.9)
+    assert model.graph.num_iterations == 3
+
+
+def test_the_graph_defaults_to_the_paper_preset():
+    """The graph built alone has the paper preset's shapes, K and gate."""
+    with torch.device("meta"):
+        model, graph = AGNN(), AttentiveGraph()
+
+    def shapes(module):
+        return {name: tuple(value.shape) for name, value in module.state_dict().items()}
+
+    assert shapes(graph) == shapes(model.graph)
+    assert (graph.num_iterations, graph.gate.kind) == (3, "channel")
 
 
 @pytest.mark.slow
@@ -129,6 +164,27 @@ def test_conv_gru_keeps_positions_apart_with_1x1_kernels():
         ConvGRU(8, kernel_size=2)
 
 
+def test_conv_gru_follows_its_equations():
+    """Eq. 10's ConvGRU with the default 1×1 kernels, position by position from its equations:
+    z = σ(W_z [x, h] + b_z), r = σ(W_r [x, h] + b_r), h̃ = tanh(W [x, r ⊙ h] + b),
+    h' = (1 − z) ⊙ h + z ⊙ h̃ (the gate convolution holds W_z then W_r)."""
+    torch.manual_seed(0)
+    gru = ConvGRU(4, input_channels=3)
+    state, inputs = torch.rand(2, 4, 3, 5) * 2 - 1, torch.randn(2, 3, 3, 5)
+    gates, candidate = gru.gates.weight[:, :, 0, 0], gru.candidate.weight[:, :, 0, 0]
+    expected = torch.empty_like(state)
+    for b in range(2):
+        for y in range(3):
+            for x in range(5):
+                h, u = state[b, :, y, x], inputs[b, :, y, x]
+                z, r = torch.sigmoid(gates @ torch.cat([u, h]) + gru.gates.bias).split(4)
+                proposal = torch.tanh(candidate @ torch.cat([u, r * h]) + gru.candidate.bias)
+                expected[b, :, y, x] = (1 - z) * h + z * proposal
+    assert torch.allclose(gru(state, inputs), expected, atol=1e-6)
+    wide = ConvGRU(4, kernel_size=5)  # same-size padding for any odd kernel
+    assert wide(state, torch.randn(2, 4, 3, 5)).shape == state.shape
+
+
 def test_gates_lie_in_the_unit_interval():
     torch.manual_seed(0)
     messages = torch.randn(5, 16, 4, 4) * 10
@@ -138,7 +194,7 @@ def test_gates_lie_in_the_unit_interval():
     for gates in (channel, spatial):
         assert gates.min() >= 0 and gates.max() <= 1 and gates.std() > 0
     assert torch.equal(MessageGate(16, "none")(messages), torch.ones(5, 1, 1, 1))
-    with pytest.raises(ValueError, match="unknown gate"):
+    with pytest.raises(ValueError, match="^unknown gate 'global'; known: channel, spatial, none$"):
         MessageGate(16, "global")
 
 
@@ -183,12 +239,25 @@ def test_inter_attention_messages_are_convex_combinations():
     assert torch.allclose(attention(states)[:, 0, 1], constant.expand(2, 8, 4, 5), atol=1e-6)
 
 
+def test_inter_attention_starts_as_scaled_dot_product_similarity():
+    """W_c = I / √C at initialisation: e_ij[p, q] = h_i[:, p] · h_j[:, q] / √C, row-softmaxed."""
+    torch.manual_seed(0)
+    states = torch.randn(1, 2, 9, 2, 3)  # C = 9: √C = 3
+    receiver, sender = states[0, 0].flatten(1), states[0, 1].flatten(1)  # (C, hw)
+    expected = torch.softmax(receiver.T @ sender / 3, dim=1)
+    assert torch.allclose(InterAttention(9).attention(states)[0, 0, 0], expected, atol=1e-6)
+
+
 def test_intra_attention_starts_as_the_state_and_adds_a_convex_context():
     torch.manual_seed(0)
     attention = IntraAttention(16, reduction=4)
     assert attention.query.out_channels == 4 and attention.value.out_channels == 16
     states = torch.randn(3, 16, 4, 4)
     assert torch.equal(attention(states), states)  # α = 0 at initialisation
+    assert IntraAttention(4, reduction=4).query.out_channels == 1
+    with pytest.raises(ValueError, match=r"^IntraAttention: channels \(4\) must be at least the "
+                                         r"reduction \(8\)$"):
+        IntraAttention(4, reduction=8)
     with torch.no_grad():
         attention.scale.fill_(1.0)
     context = (attention(states) - states).flatten(2)
@@ -311,19 +380,61 @@ def test_readout_reads_the_final_states_then_the_embedding():
         assert ((after - before).abs().max() > 1e-4) == graph_matters
 
 
+def test_readout_is_two_same_size_conv_blocks_then_a_1x1_convolution():
+    """R (Eq. 11) in evaluation mode against its layers written out: 3×3 convolution with zero
+    padding 1 (same size), BatchNorm with its running statistics, ReLU; again; then 1×1."""
+    torch.manual_seed(0)
+    readout = Readout(6, 5).eval()
+    with torch.no_grad():
+        for norm in (readout[1], readout[4]):
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.normal_()
+            norm.bias.normal_()
+    features = torch.randn(2, 6, 4, 7)
+
+    def block(x, conv, norm):
+        x = F.conv2d(x, conv.weight, padding=1)
+        x = (x - norm.running_mean[:, None, None]) / torch.sqrt(
+            norm.running_var[:, None, None] + norm.eps)
+        return (x * norm.weight[:, None, None] + norm.bias[:, None, None]).clamp(min=0)
+
+    hidden = block(block(features, readout[0], readout[1]), readout[3], readout[4])
+    expected = F.conv2d(hidden, readout[6].weight, readout[6].bias)
+    assert torch.allclose(readout(features), expected, atol=1e-5)
+
+
 def test_graph_ablation_reads_out_the_embedding_alone():
     model = tiny_agnn(graph=False)
     assert model.graph is None and model.readout[0].in_channels == 16
     assert model(torch.rand(1, 2, 3, SIZE, SIZE)).shape == (1, 2, SIZE, SIZE)
 
 
+def test_options_reach_their_modules(tmp_path):
+    """`weights` loads the backbone from a local state_dict file (a classifier head in it is
+    ignored); the GRU's kernel, the readout's width and the static head (a 1×1 convolution to one
+    logit) are those asked for."""
+    body = timm.create_model("resnet18", pretrained=False)
+    torch.save(body.state_dict(), tmp_path / "resnet18.pth")
+    model = tiny_agnn(weights=str(tmp_path / "resnet18.pth"), gru_kernel_size=3,
+                      readout_channels=24, static_every=2)
+    assert torch.equal(model.embedding.encoder.body.conv1.weight, body.conv1.weight)
+    assert model.graph.update.gates.kernel_size == (3, 3)
+    assert model.readout[0].out_channels == 24
+    head = model.static_head
+    assert (head.in_channels, head.out_channels, head.kernel_size) == (16, 1, (1, 1))
+
+
 def test_invalid_options_are_rejected():
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="^unknown loss 'dice'; known: balanced, bce, code$"):
         tiny_agnn(loss="dice")
     with pytest.raises(ValueError, match="static_every"):
         tiny_agnn(static_every=1)
-    with pytest.raises(ValueError, match="num_iterations"):
-        tiny_agnn(num_iterations=0)
+    for option in ("num_iterations", "num_nodes_test", "graphs_per_batch"):
+        with pytest.raises(ValueError, match="must be at least 1"):
+            tiny_agnn(**{option: 0})
+    model = tiny_agnn(num_iterations=1, num_nodes_test=1, graphs_per_batch=1)  # Table 6's K = 1
+    assert model.graph.num_iterations == 1
     with pytest.raises(ValueError, match="unknown optimizer"):
         tiny_agnn(optimizer="lbfgs")
 
@@ -424,9 +535,10 @@ def test_graphs_of_equal_size_run_together_with_the_same_results():
 # --- training -----------------------------------------------------------------------------------
 
 def test_training_reduces_the_loss():
-    steps, _ = fit(tiny_agnn(lr=0.01), make_clip(batch=2, num_frames=3), steps=15)
+    steps, trainer = fit(tiny_agnn(lr=0.01), make_clip(batch=2, num_frames=3), steps=15)
     losses = [step["loss"] for step in steps]
     assert all(step["step_type"] == 0 for step in steps)
+    assert set(trainer.progress_bar_metrics) == {"train/loss"}
     assert losses[-1] < 0.6 * losses[0], losses
 
 
@@ -456,3 +568,37 @@ def test_static_steps_follow_the_schedule():
     assert [step["step_type"] for step in steps] == [0, 0]
     steps, _ = fit(tiny_agnn(), {"video": video, "static": static}, steps=2)
     assert [step["step_type"] for step in steps] == [0, 0]
+
+
+def test_a_static_step_trains_the_static_head_on_the_static_images():
+    """With lr = 0 the weights stay those of the start (BatchNorm normalises by the batch in
+    training mode), so each step's loss can be recomputed after the fit: the video step's is the
+    graph's on the video clip, the static step's the auxiliary head's on the static images."""
+    video, static = make_clip(batch=1, num_frames=2), make_clip(batch=2, num_frames=1, seed=1)
+    model = tiny_agnn(static_every=2, lr=0.0)
+    steps, _ = fit(model, {"video": video, "static": static}, steps=2)
+    model.train()
+    with torch.no_grad():
+        video_loss = LOSSES["balanced"](model(video.frames).flatten(0, 1),
+                                        *[part.flatten(0, 1) for part in video.foreground()])
+        static_loss = LOSSES["balanced"](model.static_logits(static.frames.flatten(0, 1)),
+                                         *[part.flatten(0, 1) for part in static.foreground()])
+    assert [step["loss"] for step in steps] == pytest.approx(
+        [float(video_loss), float(static_loss)], rel=1e-5)
+
+
+NO_STATIC_IMAGES = ("AGNN: static_every is set but the datamodule has no static_root (saliency "
+                    "images): training runs video steps only")
+
+
+@pytest.mark.parametrize(("static_every", "datamodule", "notice"),
+                         [(2, {"static_root": None}, True), (2, {}, True),
+                          (2, {"static_root": Path("saliency")}, False), (None, {}, False)],
+                         ids=["no-images", "no-attribute", "images", "no-schedule"])
+def test_a_static_schedule_without_static_images_is_announced(static_every, datamodule, notice,
+                                                              caplog):
+    """Also from a datamodule that knows nothing of static images (no `static_root`)."""
+    video = make_clip(batch=1, num_frames=2)
+    with caplog.at_level(logging.INFO):
+        fit(tiny_agnn(static_every=static_every), {"video": video}, steps=1, **datamodule)
+    assert (NO_STATIC_IMAGES in caplog.messages) == notice

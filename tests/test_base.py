@@ -1,9 +1,15 @@
 """The base class of the methods (methods/base.py): the poly schedule's values, the evaluation
-options a checkpoint leaves out, the threshold, frame rates, and the errors that guard the
-evaluation loops (a wrong `predict_video` shape, a video scored on two ranks)."""
+options a checkpoint leaves out, the threshold, the videos scored with T, the gathered results
+(categories, frame rates, peak memory), overlays, and the errors that guard the evaluation loops
+(a wrong `predict_video` shape, a video scored on two ranks)."""
 
 import math
 import os
+import resource
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,9 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from vosbench import outputs
+from vosbench.datamodules.clips import LoadedVideo
 from vosbench.datamodules.families import SyntheticDataModule
+from vosbench.datamodules.video import Video
+from vosbench.errors import InputError
 from vosbench.io import read_label_png
-from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates
+from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates, peak_memory_mb
 from vosbench.metrics.protocols import SequenceScores
 from vosbench.outputs import VideoTiming
 
@@ -51,6 +60,33 @@ def trainer(root, **options) -> pl.Trainer:
                       default_root_dir=root, **options)
 
 
+def in_memory_video(name: str, frames: int = 4, size: tuple[int, int] = (6, 8),
+                    annotated: bool = True, object_shape: tuple[int, int] = (3, 4),
+                    category: str | None = None) -> LoadedVideo:
+    """A LoadedVideo held in memory: black frames, an object of `object_shape` in the corner of
+    every frame (no annotation file and masks of 255 when not `annotated`, as in a test-dev
+    split)."""
+    names = [f"{index:05d}" for index in range(frames)]
+    video = Video(name, "synthetic", "val", tuple(Path(f"{n}.jpg") for n in names),
+                  tuple(Path(f"{n}.png") if annotated else None for n in names), size,
+                  category=category)
+    masks = torch.zeros(frames, *size, dtype=torch.uint8)
+    masks[:, :object_shape[0], :object_shape[1]] = 1
+    return LoadedVideo(video, torch.zeros(frames, 3, *size, dtype=torch.uint8),
+                       masks if annotated else torch.full_like(masks, 255))
+
+
+def attach(model: VOSMethod, root: Path, dataset: str = "synthetic",
+           videos: tuple[LoadedVideo, ...] = ()) -> VOSMethod:
+    """`model` given what it reads from its trainer, without a Trainer's loops: the datamodule's
+    dataset, root and test videos, the run folder, one device, rank 0."""
+    model.trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(dataset=dataset, root=root,
+                                   videos={"test": [video.video for video in videos]}),
+        default_root_dir=str(root), num_devices=1, global_rank=0)
+    return model
+
+
 def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power(tmp_path):
     rates = []
 
@@ -68,6 +104,11 @@ def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power(tmp_path
     trainer(tmp_path, max_steps=4, callbacks=[Record()]).fit(Constant(lr=1.0, power=2.0),
                                                   DataLoader(range(4)))
     assert rates == pytest.approx([1.0, 0.5625, 0.25, 0.0625])  # (1 − s/4)²
+    rates.clear()
+    one_step = trainer(tmp_path, max_steps=1, callbacks=[Record()])
+    one_step.fit(Constant(lr=1.0, power=2.0), DataLoader(range(1)))
+    # a one-step run starts at the full rate and ends at (1 − 1/1)² = 0
+    assert rates == [1.0] and one_step.optimizers[0].param_groups[0]["lr"] == 0.0
 
 
 def test_checkpoints_keep_what_was_learned_and_leave_out_how_to_evaluate():
@@ -83,12 +124,20 @@ def test_checkpoints_keep_what_was_learned_and_leave_out_how_to_evaluate():
                                               "power": 0.9}
     assert set(EVALUATION_OPTIONS) == {"crf", "crf_in_validation", "threshold", "protocol",
                                        "num_overlays", "prediction_dir", "output_workers"}
+    # a method that saves only some options, or no hyperparameters at all
+    checkpoint = {"hyper_parameters": {"lr": 0.1, "threshold": 0.7}}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint == {"hyper_parameters": {"lr": 0.1}}
+    checkpoint = {"state_dict": {}}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint == {"state_dict": {}}
 
 
 def test_defaults_are_the_even_odds_threshold_and_no_crf():
     model = Constant()
     assert model.threshold == 0.5 and model.crf is None and not model.crf_in_validation
     assert model.num_overlays == 3 and model.protocol_name is None
+    assert model.test_results is None  # not tested yet
     with pytest.raises(ValueError, match="output_workers"):
         Constant(output_workers=-1)
 
@@ -124,6 +173,123 @@ def test_a_wrong_predict_video_shape_names_the_method_and_the_video(tiny_synthet
         trainer(tmp_path).test(model, datamodule=tiny_synthetic)
 
 
+@pytest.mark.parametrize("shape", [(3, 1, 6, 8), (4, 1, 5, 8), (4, 1, 6, 9)],
+                         ids=["frames", "height", "width"])
+def test_a_prediction_of_the_wrong_length_or_size_is_refused(shape):
+    video = in_memory_video("bear")  # 4 frames of 6×8
+    with pytest.raises(RuntimeError, match=rf"Constant.predict_video returned "
+                                           rf"\({', '.join(map(str, shape))}\) for 'bear'; "
+                                           rf"expected \(4, K, 6, 8\)"):
+        Constant(shape=shape).run_model(video)
+
+
+def test_the_model_time_is_the_time_predict_video_took():
+    start = time.perf_counter()
+    probabilities, seconds = Constant(0.25).run_model(in_memory_video("bear"))
+    assert 0 < seconds <= time.perf_counter() - start
+    assert probabilities.dtype == np.float32 and (probabilities == 0.25).all()
+
+
+def test_youtube_vos_is_not_scored_in_the_test_loop(tmp_path):
+    model = attach(Constant(protocol="youtube-vos"), tmp_path, dataset="youtube-vos")
+    with pytest.raises(InputError, match=r"the youtube-vos protocol needs the held-out split's "
+                                         r"seen categories: write the predictions \(vosbench "
+                                         r"predict\) and score them with vosbench eval --dataset "
+                                         r"youtube-vos --split train --sequences \.\.\."):
+        model.test_step(in_memory_video("bear"), 0)
+
+
+def test_db_info_selects_the_test_videos_scored_with_t(tmp_path):
+    """DAVIS layouts compute T only for the sequences Annotations/db_info.yml marks eval_t (the
+    DAVIS 2016 toolkit leaves out those with occlusions); a protocol without T, for none."""
+    videos = (in_memory_video("shaky"), in_memory_video("steady"))
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "db_info.yml").write_text(
+        "sequences:\n- {name: shaky, eval_t: false}\n- {name: steady, eval_t: true}\n")
+    for protocol, expected in (("davis2016", {"shaky": False, "steady": True}),
+                               ("davis2017", {"shaky": False, "steady": False})):
+        model = attach(Constant(0.6, protocol=protocol, output_workers=0), tmp_path,
+                       videos=videos)
+        for video in videos:
+            model.test_step(video, 0)
+        model.collect_outputs()
+        assert {seq.name: seq.t_mean is not None for seq, _ in model.scores} == expected
+
+
+def test_predict_writes_videos_without_annotations_and_again_after_teardown(tmp_path):
+    """Prediction needs no ground truth (a test-dev split); the default folder is
+    <run>/predictions; teardown closes the output workers and the next run starts new ones."""
+    video = in_memory_video("test-dev", annotated=False)
+    model = attach(Constant(0.6, output_workers=0), tmp_path, videos=(video,))
+    folder = tmp_path / "predictions" / "test-dev"
+    for _ in range(2):
+        model.on_predict_epoch_start()
+        assert model.predict_step(video, 0) == "test-dev"
+        model.on_predict_epoch_end()
+        assert [path.stem for path in sorted(folder.glob("*.png"))] == \
+            list(video.video.frame_names)
+        model.teardown("predict")
+        shutil.rmtree(folder)
+
+
+def test_youtube_objects_results_average_the_categories_in_name_order(tmp_path):
+    """youtube-objects ranks by the mean over categories of the mean J of their videos; the
+    per-sequence results are in name order whatever order the videos were scored in."""
+    # all foreground (0.6 > 0.5) on 6×8 frames: J = object area / 48
+    videos = (in_memory_video("c", object_shape=(3, 4), category="dog"),  # J = 12 / 48 = 0.25
+              in_memory_video("a", object_shape=(6, 8), category="cat"),  # J = 1
+              in_memory_video("b", object_shape=(3, 8), category="cat"))  # J = 0.5
+    model = attach(Constant(0.6, output_workers=0), tmp_path, dataset="youtube-objects",
+                   videos=videos)
+    for video in videos:
+        model.test_step(video, 0)
+    model.collect_outputs()
+    results = model.gather_results()
+    assert set(results) == {"protocol", "metrics", "document", "sequence_scores", "categories",
+                            "fps", "fps_with_flow", "fps_with_crf", "peak_memory_mb",
+                            "parameters"}
+    assert results["protocol"] == "youtube-objects"
+    assert [seq.name for seq in results["sequence_scores"]] == ["a", "b", "c"]
+    assert results["categories"] == {"a": "cat", "b": "cat", "c": "dog"}
+    # cat: (1 + 0.5) / 2 = 0.75, dog: 0.25 → 0.5 (the plain mean over videos: 0.583)
+    assert results["metrics"]["J-Mean"] == pytest.approx(0.5)
+    assert results["document"]["global"] == results["metrics"]
+    assert results["document"]["categories"] == {
+        "cat": {"J-Mean": 0.75, "sequences": ["a", "b"]},
+        "dog": {"J-Mean": 0.25, "sequences": ["c"]}}
+    assert results["fps"] > 0 and results["fps_with_flow"] is results["fps_with_crf"] is None
+    assert results["parameters"] == 1  # Constant's one scalar weight
+    assert results["peak_memory_mb"] > 0
+
+
+def test_results_name_categories_only_under_the_youtube_objects_protocol(tmp_path):
+    video = in_memory_video("bear", category="animal")
+    model = attach(Constant(0.6, output_workers=0), tmp_path, videos=(video,))
+    model.test_step(video, 0)
+    model.collect_outputs()
+    results = model.gather_results()  # davis2016: no categories, in the results or results.json
+    assert results["categories"] is None and "categories" not in results["document"]
+
+
+def test_an_epoch_without_videos_has_no_results(tmp_path):
+    model = attach(Constant(), tmp_path)
+    model.on_test_epoch_start()
+    model.on_test_epoch_end()
+    assert model.test_results is None and not (tmp_path / "scores").exists()
+
+
+def test_validation_keeps_the_middle_annotated_frame_for_an_overlay(tmp_path):
+    """The overlay row of a video: its middle annotated frame | ground truth | prediction."""
+    video = in_memory_video("bear", frames=5)
+    video.frames[2] = 200  # frame 2 = annotated[5 // 2]
+    model = attach(Constant(0.6, output_workers=0), tmp_path)
+    model.validation_step(video, 0)
+    model.collect_outputs()
+    (row,) = model.overlays
+    assert row.shape == (6, 3 * 8, 3) and (row[:, :8] == 200).all()
+    assert not (tmp_path / "predictions").exists()
+
+
 def test_results_gathered_over_a_process_group_are_those_of_one_process(tiny_synthetic, tmp_path):
     """Under DDP every rank gathers all ranks' scores (`all_gather_object`); with one rank in a
     gloo group the gathered results are this process's own."""
@@ -145,7 +311,7 @@ def test_a_video_scored_twice_is_an_error():
     model = Constant()
     scores = SequenceScores("bear", ["00001"], [])
     model.scores = [(scores, None), (SequenceScores("camel", ["00001"], []), None), (scores, None)]
-    with pytest.raises(RuntimeError, match="scored on more than one rank"):
+    with pytest.raises(RuntimeError, match="^a video was scored on more than one rank$"):
         model.gather_results()
 
 
@@ -160,6 +326,21 @@ def test_frame_rates_divide_all_frames_by_all_seconds():
         "fps": 4.0, "fps_with_flow": None, "fps_with_crf": None}
     assert frame_rates([])["fps"] is None
     assert math.isclose(frame_rates([VideoTiming(3, 0.5, 0.25, 0.0)])["fps_with_flow"], 4.0)
+
+
+def test_peak_memory_is_cuda_memory_on_a_gpu_else_the_resident_set_in_mib(monkeypatch):
+    kib = int(next(line for line in Path("/proc/self/status").read_text().splitlines()
+                   if line.startswith("VmHWM:")).split()[1])  # the kernel's high-water mark
+    assert peak_memory_mb() == pytest.approx(kib / 1024, rel=0.05)
+    monkeypatch.setattr(resource, "getrusage",
+                        lambda who: SimpleNamespace(ru_maxrss=3 * 1024))  # Linux: KiB
+    assert peak_memory_mb() == 3.0
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 5 * 2**20 + 2**19)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert peak_memory_mb() == 3.0  # a GPU this process never used: its own memory
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert peak_memory_mb() == 5.5  # 5.5 MiB allocated
 
 
 class RecordingWandb(WandbLogger):
@@ -209,6 +390,7 @@ def test_validation_scores_the_raw_masks_without_t_and_writes_nothing(tiny_synth
                             enable_model_summary=False)
     metrics = validation.validate(model, datamodule=tiny_synthetic)[0]
     assert refined == [] and "val/T-Mean" not in metrics and "val/J-Mean" in metrics
+    assert metrics["val/score"] == metrics["val/J&F-Mean"]  # davis2016 ranks by J&F
     assert not (tmp_path / "predictions").exists()
     ((key, images, step, options),) = logger.images
     assert (key, step, options) == ("val/overlays", 0,

@@ -4,7 +4,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vosbench.metrics.boundary import boundary_f, boundary_map, boundary_radius, disk
+from vosbench.metrics.boundary import (
+    boundary_f,
+    boundary_map,
+    boundary_radius,
+    disk,
+    f_measure,
+    mask_boundary,
+)
 
 from oracle import f_measure as oracle_f_measure
 
@@ -52,6 +59,19 @@ def test_hand_computed_f():
     assert boundary_f(single_pixel(4, 4), single_pixel(4, 6)) == 0.5
     assert boundary_f(single_pixel(4, 4), single_pixel(4, 7)) == 0.0  # P = R = 0
     assert boundary_f(single_pixel(4, 4), single_pixel(4, 4)) == 1.0
+
+
+@pytest.mark.parametrize("gt_pixel, pred_pixel", [((9, 4), (9, 5)), ((4, 9), (5, 9))])
+def test_radius_zero_matches_only_shared_boundary_pixels_up_to_the_last_row_and_column(
+        gt_pixel, pred_pixel):
+    # A pixel's boundary is the 2×2 block above-left of its lower-right corner, here on the last
+    # row (or column): (9, 4) → (8, 3), (8, 4), (9, 3), (9, 4); (9, 5) → (8, 4), (8, 5), (9, 4),
+    # (9, 5). Without tolerance 2 of the 4 pixels match on each side: P = R = F = 1/2.
+    def boundary(pixel):
+        return mask_boundary(single_pixel(*pixel), radius=0)
+
+    assert f_measure(boundary(gt_pixel), boundary(pred_pixel)) == 0.5
+    assert f_measure(boundary(gt_pixel), boundary(gt_pixel)) == 1.0
 
 
 def test_empty_masks():

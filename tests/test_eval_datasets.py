@@ -3,6 +3,7 @@ format, predictions as label PNGs, numbers checked against values computed here.
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from test_fbms import write_sequence as write_fbms_sequence
 from youtube_vos_fixtures import object_box, write_split
 
 from vosbench.cli import main as vosbench_main
+from vosbench.errors import InputError
 from vosbench.io import write_label_png
 from vosbench.metrics.protocols import frames_after_first_appearance, get_protocol, score_sequence
 
@@ -312,13 +314,28 @@ def test_youtube_vos_errors(youtube_vos, tmp_path, capsys):
 
 def test_score_sequence_takes_per_object_frames():
     gt = np.zeros((4, 8, 8), np.uint8)
-    gt[1:, :2, :2] = 1  # object 1 appears in frame 1, object 3 in the last frame
+    gt[1:, :2, :2] = 1  # object 1 appears in frame 1, object 2 in frame 2, 3 in the last frame
+    gt[2:, 4:, :2] = 2
     gt[3, 4:, 4:] = 3
     first_scored = frames_after_first_appearance(gt)
-    assert first_scored == {1: 2}
+    assert first_scored == {1: 2, 2: 3}
+    # the label values count, not the array's type (as in score_sequence)
+    assert frames_after_first_appearance(gt.astype(np.float32)) == first_scored
     protocol = get_protocol("youtube-vos")
     scores = score_sequence(protocol, gt, gt, 3, first_scored=first_scored, with_t=True)
-    assert [(obj.object_id, list(obj.J), len(obj.T)) for obj in scores.objects] == [(1, [1, 1], 1)]
+    assert [(obj.object_id, obj.first_frame, list(obj.J), len(obj.T))
+            for obj in scores.objects] == [(1, 2, [1, 1], 1), (2, 3, [1], 0)]
+    scores = score_sequence(protocol, gt, gt, 3, first_scored={3: 3})  # id 3 of 3, last frame
+    assert [(obj.object_id, list(obj.J)) for obj in scores.objects] == [(3, [1])]
+    pred = gt.copy()
+    pred[1, 0, 0] = 4  # the video's objects (its meta.json) are 1..3; not read from frame 0
+    message = "prediction 00001 has object id 4, but the ground truth has objects 1..3"
+    with pytest.raises(InputError, match=re.escape(message) + "$"):
+        score_sequence(protocol, gt, pred, 3, first_scored=first_scored)
+    for wrong in ({4: 0}, {0: 1}, {1: 4}, {1: -1}):
+        message = f"first_scored {wrong}: ids must lie in 1..3 and frames in 0..3"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            score_sequence(protocol, gt, gt, 3, first_scored=wrong)
     with pytest.raises(ValueError, match="first_scored is required"):
         score_sequence(protocol, gt, gt, 3)
     with pytest.raises(ValueError, match="first_scored is not used"):

@@ -1,6 +1,8 @@
 """What follows the model for each video (src/vosbench/outputs.py): binarisation, the CRF, scores
 and PNGs, the same in worker processes as in this one; order, back-pressure and errors."""
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,9 @@ def test_binarize_thresholds_one_object_and_takes_the_best_of_several():
 
 
 def video_job(name: str, seed: int, label_dir: Path | None, crf: str | None = "agnn",
-              keep_frame: int | None = None) -> OutputJob:
-    """A video of FRAMES noise frames whose truth is a square, and noisy probabilities of it."""
+              keep_frame: int | None = None, scored: bool = True) -> OutputJob:
+    """A video of FRAMES noise frames whose truth is a square (not given unless `scored`), and
+    noisy probabilities of it."""
     rng = np.random.default_rng(seed)
     masks = np.zeros((FRAMES, HEIGHT, WIDTH), np.uint8)
     masks[:, 6:18, 8 + seed:20 + seed] = 1
@@ -39,7 +42,8 @@ def video_job(name: str, seed: int, label_dir: Path | None, crf: str | None = "a
     names = tuple(f"{i:05d}" for i in range(FRAMES))
     video = Video(name, "synthetic", "val", tuple(Path(f"{n}.jpg") for n in names),
                   tuple(Path(f"{n}.png") for n in names), (HEIGHT, WIDTH))
-    truth = VideoJob(get_protocol("davis2016"), name, Path(), True, video, masks)
+    truth = VideoJob(get_protocol("davis2016"), name, Path(), True, video, masks) if scored \
+        else None
     return OutputJob(name, probabilities, frames, None if crf is None else get_recipe(crf), 0.5,
                      names, truth, label_dir, keep_frame, VideoTiming(FRAMES, 0.25, 0.125, 0.0),
                      category="square")
@@ -69,15 +73,30 @@ def test_an_output_job_scores_the_binarized_probabilities_and_writes_them(tmp_pa
     assert (output.timing.frames, output.timing.model, output.timing.flow) == (FRAMES, 0.25, 0.125)
 
 
+def test_a_job_without_truth_is_written_and_not_scored(tmp_path):
+    output = run_output_job(video_job("a", 0, tmp_path, crf=None, scored=False))
+    assert output.scores is None and output.kept_labels is None
+    assert sorted(path.stem for path in tmp_path.glob("*.png")) == [f"{i:05d}" for i in range(5)]
+
+
+def test_the_crf_time_is_the_time_the_crf_took_and_zero_without_one():
+    start = time.perf_counter()
+    output = run_output_job(video_job("a", 0, None))
+    assert 0 < output.timing.crf <= time.perf_counter() - start
+    # zero: the frame rates then give no fps_with_crf for a run without a CRF
+    assert run_output_job(video_job("a", 0, None, crf=None)).timing.crf == 0.0
+
+
 def test_workers_give_what_this_process_gives_in_submission_order(tmp_path):
     jobs = {workers: [video_job(f"v{seed}", seed, tmp_path / str(workers) / f"v{seed}")
                       for seed in range(5)] for workers in (0, 2)}
     results = {}
     for workers, videos in jobs.items():
         pool = OutputPool(workers)
-        for job in videos:
+        for index, job in enumerate(videos):
             pool.submit(job)
-            assert len(pool.pending) <= 2 * workers  # back-pressure: the oldest is waited for
+            # back-pressure: the oldest is waited for once 2 × workers wait, not before
+            assert len(pool.pending) == min(index + 1, 2 * workers)
         results[workers] = pool.results()
         assert pool.results() == []  # each output is handed over once
         pool.close()
@@ -101,10 +120,51 @@ def test_a_failing_job_raises_its_error_when_collected():
     bad.probabilities[2] = 2.0  # not a probability: the CRF refuses it, naming the frame
     pool.submit(good)
     pool.submit(bad)
+    pool.submit(video_job("after", 2, None, crf=None, scored=False))
     with pytest.raises(ValueError, match="frame 2: probabilities: expected values in"):
         pool.results()
-    pool.submit(good)  # the pool goes on after an error
+    pool.submit(good)  # the pool goes on after an error, without the outputs of that call
     assert [output.name for output in pool.results()] == ["good"]
     pool.close()
-    with pytest.raises(ValueError, match="at least 0|0 or more"):
+    with pytest.raises(ValueError, match="^output workers must be 0 or more, got -1$"):
         OutputPool(-1)
+
+
+def test_workers_start_from_the_fork_server_at_a_lower_priority():
+    """Workers are children of the fork server, not forks of this process (whose threads'
+    locks a fork would copy), and yield to it (niceness + 10, at most 19), so that the model
+    runs as fast as it would alone."""
+    pool = OutputPool(1)
+    pool.submit(video_job("a", 0, None, crf=None, scored=False))  # starts the worker
+    assert [output.name for output in pool.results()] == ["a"]
+    parent = pool.executor.submit(os.getppid).result()
+    niceness = pool.executor.submit(os.nice, 0).result()  # os.nice(0): the current niceness
+    pool.close()
+    assert parent != os.getpid() and niceness == min(os.nice(0) + 10, 19)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_pool_runs_as_many_processes_as_it_was_given(workers):
+    """Three jobs that each hold a process for a while start `workers` processes, no more (the
+    executor starts one per job waiting while it has fewer than its maximum)."""
+    pool = OutputPool(workers)
+    pool.submit(video_job("a", 0, None, crf=None, scored=False))  # starts the executor
+    sleeping = [pool.executor.submit(time.sleep, 0.5) for _ in range(3)]
+    processes = len(pool.executor._processes)
+    for future in sleeping:
+        future.result()
+    pool.close()
+    assert processes == workers
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_closed_pool_drops_what_it_held_and_starts_again(workers):
+    """After `close` (a run that stopped before collecting, e.g. on an error), the next
+    `results` holds only what was submitted since."""
+    pool = OutputPool(workers)
+    for _ in range(3):  # with one worker, the third waits for the first (back-pressure)
+        pool.submit(video_job("old", 0, None, crf=None, scored=False))
+    pool.close()
+    pool.submit(video_job("new", 0, None, crf=None, scored=False))
+    assert [output.name for output in pool.results()] == ["new"]
+    pool.close()

@@ -1,10 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vosbench.errors import InputError
-from vosbench.metrics.protocols import get_protocol, score_sequence
+from vosbench.metrics.protocols import ObjectScores, Protocol, get_protocol, score_sequence
 from vosbench.metrics.summary import global_scores
 
 import oracle
@@ -105,8 +107,10 @@ def test_davis2017_rejects_a_predicted_id_the_ground_truth_lacks():
     gt = two_objects()
     pred = np.where(gt == 255, 0, gt).astype(np.uint8)
     pred[3, 0, 0] = 3
-    with pytest.raises(InputError, match=r"prediction 00002 has object id 3.*objects 1\.\.2"):
-        score_video("davis2017", gt, pred)
+    message = ("sequence 'bear': prediction 00002 has object id 3, but the ground truth has "
+               "objects 1..2 (read from its first frame)")
+    with pytest.raises(InputError, match=re.escape(message) + "$"):
+        score_video("davis2017", gt, pred, name="bear")
 
 
 def test_unsupervised_matches_swapped_ids_and_excludes_void():
@@ -122,6 +126,29 @@ def test_unsupervised_matches_swapped_ids_and_excludes_void():
         np.testing.assert_array_equal(obj.F, np.ones(5))
 
 
+def test_unsupervised_matches_by_the_mean_of_j_and_f_not_by_j_alone():
+    gt = np.zeros((1, 20, 30), np.uint8)
+    gt[0, 2:12, 2:12], gt[0, 6:16, 17:27] = 1, 2  # two 10x10 squares
+    pred = np.zeros_like(gt)
+    pred[0, 4:14, 4:14] = 1  # object 1 shifted by (2, 2): its edges 2 px off (tolerance 1 px)
+    pred[0, 6:16, 17:27], pred[0, 7:15, 18:26] = 1, 0  # and the 1 px wide outline of object 2
+    # J with object 1: 64 / (100 + 136 - 64) = 0.372 > J with object 2: 36 / (100 + 100) = 0.18,
+    # but the outline gives object 2 the higher (J + F) / 2: the proposal goes to object 2
+    scores = score_video("davis2017-unsupervised", gt, pred)
+    assert {o.object_id: o.J[0] for o in scores.objects} == {1: 0.0, 2: 0.18}
+    assert_same_as_oracle(scores, oracle.evaluate_davis2017(gt, pred, unsupervised=True))
+
+
+def test_proposals_scored_by_j_alone_are_matched_by_j():
+    protocol = Protocol("proposals-j", "proposals", skip_ends=False, measures=("J",),
+                        aggregate="objects")
+    gt = two_objects()
+    pred = np.select([gt == 1, gt == 2], [2, 1]).astype(np.uint8)  # ids swapped
+    scores = score_sequence(protocol, gt, pred, 2)
+    assert {o.object_id: list(o.J) for o in scores.objects} == {1: [1.0] * 5, 2: [1.0] * 5}
+    assert [o.F for o in scores.objects] == [None, None]
+
+
 def test_unsupervised_unmatched_gt_objects_score_zero():
     gt = two_objects()
     pred = np.where(gt == 2, 1, 0).astype(np.uint8)  # one proposal, on object 2
@@ -130,12 +157,16 @@ def test_unsupervised_unmatched_gt_objects_score_zero():
     np.testing.assert_array_equal(scores[1].J, np.zeros(5))
 
 
-def test_unsupervised_rejects_more_than_20_proposals():
+def test_unsupervised_rejects_more_than_20_proposals_naming_the_frame():
     gt = two_objects()
     pred = np.zeros_like(gt)
+    pred[1, 0, :20] = np.arange(1, 21)
+    assert len(score_video("davis2017-unsupervised", gt, pred).objects) == 2  # 20 are allowed
     pred[2, 0, :21] = np.arange(1, 22)
-    with pytest.raises(InputError, match="at most 20 proposals"):
-        score_video("davis2017-unsupervised", gt, pred)
+    message = ("sequence 'bear': prediction 00002 has id 21; at most 20 proposals (ids 1..20) "
+               "are allowed")
+    with pytest.raises(InputError, match=re.escape(message)):
+        score_video("davis2017-unsupervised", gt, pred, name="bear")
 
 
 def test_davis2016_counts_every_nonzero_gt_pixel_as_foreground():
@@ -146,12 +177,59 @@ def test_davis2016_counts_every_nonzero_gt_pixel_as_foreground():
     np.testing.assert_array_equal(scores.objects[0].J, [1.0, 1.0, 1.0])
 
 
-def test_size_mismatch_names_the_frame():
+def test_size_mismatch_names_the_sequence_and_the_frame():
     gt = two_objects()
     protocol = get_protocol("davis2017")
-    with pytest.raises(InputError, match="prediction 00002 is 29x20 but the ground truth is 30x20"):
-        score_sequence(protocol, [gt[1], gt[2]], [gt[1], gt[2][:, :-1]], 2,
-                       frame_names=["00001", "00002"])
+    names = {"name": "bear", "frame_names": ["00001", "00002"]}
+    with pytest.raises(InputError, match="sequence 'bear': prediction 00002 is 29x20 but the "
+                                         "ground truth is 30x20"):
+        score_sequence(protocol, [gt[1], gt[2]], [gt[1], gt[2][:, :-1]], 2, **names)
+    colour = np.stack([gt[2]] * 3, axis=-1)  # a label map must have two dimensions
+    with pytest.raises(InputError, match=re.escape("prediction 00002 is (20, 30, 3) but the "
+                                                   "ground truth is 30x20")):
+        score_sequence(protocol, [gt[1], gt[2]], [gt[1], colour], 2, **names)
+    with pytest.raises(InputError, match="sequence 'bear': 2 ground-truth frames but 1 predicted "
+                                         "frames"):
+        score_sequence(protocol, [gt[1], gt[2]], [gt[1]], 2, **names)
+
+
+def test_a_sequence_without_frames_is_an_error_naming_it():
+    # without a name, a sequence is called "sequence" (in messages and in its scores)
+    with pytest.raises(InputError, match="sequence 'sequence': no frame to evaluate"):
+        score_sequence(get_protocol("davis2017"), [], [], 0)
+
+
+def test_t_by_default_for_davis2016_only_and_on_request_per_object():
+    gt = two_objects()
+    pred = np.where(gt == 1, 1, 0).astype(np.uint8)  # object 1 does not move
+    for t in range(5):
+        pred[t, 5:15, 18:20 + 2 * t] = 2  # object 2 widens from frame to frame
+    assert score_video("davis2016", gt, pred).objects[0].T is not None
+    assert [o.T for o in score_video("davis2017", gt, pred).objects] == [None, None]
+    # T of each object compares its own consecutive predicted masks (frames 1..3: two pairs):
+    # 0 for the unchanged object 1, above 0 for object 2, which changes its shape
+    first, second = score_video("davis2017", gt, pred, with_t=True).objects
+    assert list(first.T) == [0, 0] and len(second.T) == 2 and all(second.T > 0)
+    assert score_video("davis2016", gt, pred, with_t=False).objects[0].T is None
+
+
+def test_object_statistics_and_the_mean_of_t_over_its_pairs():
+    nan = float("nan")
+    obj = ObjectScores(1, J=np.array([1.0, 0.5]), T=np.array([0.2, nan, 0.4])).summarize()
+    # Mean 0.75; Recall: 1 of 2 frames above 0.5; Decay: bins [1], [1, .5], [.5], [.5] -> 0.5
+    # T-Mean: the mean over the pairs that have a value (0.2 + 0.4) / 2; no F, no F statistics
+    assert obj.stats == {"J-Mean": 0.75, "J-Recall": 0.5, "J-Decay": 0.5,
+                         "T-Mean": pytest.approx(0.3)}
+
+
+def test_number_of_objects_is_the_largest_id_of_the_first_frame_void_aside():
+    frame = np.zeros((4, 4), np.uint8)
+    davis2017 = get_protocol("davis2017")
+    assert davis2017.num_objects(frame) == 0
+    frame[0, :2], frame[1] = (1, 3), 255
+    assert davis2017.num_objects(frame) == 3
+    assert davis2017.num_objects(np.full((4, 4), 255, np.uint8)) == 0  # only void
+    assert get_protocol("davis2016").num_objects(frame) == 1
 
 
 def scored(protocol_name, objects_per_sequence):
@@ -214,5 +292,9 @@ def test_library_accepts_any_integer_labels_within_0_to_255():
     as_uint8 = score_video("davis2017", gt, pred)
     as_int64 = score_video("davis2017", gt.astype(np.int64), pred.astype(np.int64))
     np.testing.assert_array_equal(as_uint8.objects[1].F, as_int64.objects[1].F)
-    with pytest.raises(InputError, match="labels must lie in 0..255"):
-        score_video("davis2017", gt, gt.astype(np.int64) * 300)
+    above, below = gt.astype(np.int64), pred.astype(np.int64)
+    above[2, 0, 0], below[2, 0, 0] = 256, -1
+    with pytest.raises(InputError, match="sequence 'bear': ground-truth labels must lie in 0..255"):
+        score_video("davis2017", above, pred, name="bear")
+    with pytest.raises(InputError, match="sequence 'bear': predicted labels must lie in 0..255"):
+        score_video("davis2017", gt, below, name="bear")

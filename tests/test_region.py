@@ -47,6 +47,7 @@ def test_overlap_matrix_counts_every_label_pair():
     expected[0, 2] = 1  # gt 255 -> background
     expected[0, 0] = 1  # gt 7 -> background
     np.testing.assert_array_equal(overlap, expected)
+    assert overlap.dtype == np.int64  # exact integer counts, as documented
     void = gt == 255
     assert label_overlap(gt, pred, 2, 2, void).sum() == 5
 
@@ -62,11 +63,24 @@ def test_overlap_matrix_equals_per_object_jaccard(gt, pred, void):
             assert matrix[g - 1, p - 1] == jaccard(gt == g, pred == p, void)
 
 
-def test_overlap_beyond_the_exact_histogram_size_uses_exact_counting():
-    gt = np.zeros((4097, 4097), np.uint8)  # more than 2**24 pixels
-    gt[:3000, :] = 1
+def test_overlap_counts_exactly_beyond_2_24_pixels():
+    # 4097² = 16_785_409 pixels, more than a float32 histogram (OpenCV's) counts exactly
+    gt = np.zeros((4097, 4097), np.uint8)
     pred = np.zeros_like(gt)
-    pred[1000:, :] = 1
-    overlap = label_overlap(gt, pred, 1, 1)
-    assert overlap[1, 1] == 2000 * 4097 and overlap[0, 0] == 0
-    assert overlap.sum() == gt.size
+    gt[0, 0] = pred[0, 1] = 1  # the objects never overlap: the last pair (1, 1) is absent
+    expected = np.array([[gt.size - 2, 1], [1, 0]])  # 16_785_407 is odd: no float32
+    np.testing.assert_array_equal(label_overlap(gt, pred, 1, 1), expected)
+    void = np.zeros(gt.shape, bool)
+    void[0, 2] = True  # a background pixel on both sides
+    expected[0, 0] -= 1
+    np.testing.assert_array_equal(label_overlap(gt, pred, 1, 1, void), expected)
+
+
+def test_overlap_matrix_counts_more_label_pairs_than_a_byte_holds():
+    # 21 × 21 = 441 (gt, pred) pairs: the pair codes go beyond 255
+    rng = np.random.default_rng(0)
+    gt, pred = rng.integers(0, 21, (2, 30, 40), dtype=np.uint8)
+    expected = np.zeros((21, 21), int)
+    for g, p in zip(gt.ravel(), pred.ravel()):
+        expected[g, p] += 1
+    np.testing.assert_array_equal(label_overlap(gt, pred, 20, 20), expected)

@@ -1,7 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
-from vosbench.metrics.statistics import decay_bin_edges, statistics
+from vosbench.metrics.statistics import decay_bin_edges, nanmean, statistics
 
 from oracle import statistics as oracle_statistics
 
@@ -45,3 +47,24 @@ def test_recall_is_strictly_greater_and_counts_nan_as_a_miss():
 def test_mean_ignores_nan():
     mean, _, _ = statistics(np.array([1.0, np.nan, 0.0]))
     assert mean == 0.5
+
+
+def test_statistics_of_single_precision_values_are_computed_in_double_precision():
+    values = np.random.default_rng(0).random(50).astype(np.float32)
+    values[::9] = np.nan
+    got, expected = statistics(values), oracle_statistics(values.astype(np.float64))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_nanmean_ignores_nan_in_double_precision():
+    values = np.array([0.1, 0.2, np.nan], np.float32)
+    # the float32 values are exact in float64 and so is their sum there: (0.1f + 0.2f) / 2 in
+    # float32 arithmetic would give 0.15000000596046448
+    assert nanmean(values) == (float(values[0]) + float(values[1])) / 2
+
+
+def test_nanmean_of_no_values_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(nanmean([np.nan, np.nan]))
+        assert np.isnan(nanmean([]))

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.spatial.distance as ssd
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -130,6 +130,70 @@ def test_specks_and_empty_masks_have_no_polygon():
     assert np.isnan(temporal.pair_cost(rect(10, 11, 10, 11), rect(100, 200, 300, 450)))
 
 
+def test_a_bar_one_pixel_thick_collapses_to_no_polygon():
+    # The 1 × 3 px bar, traced down its left side, doubled: (20,20) (20,22) (26,22) (26,20) back
+    # to (20,20) as [x, y]. The radial pass (tolerance 3) drops (20,22) (2 from the start) and
+    # (26,20) (2 from (26,22)); Douglas–Peucker keeps the three points left: the start, the far
+    # corner, the start. Three points are a segment, not a polygon, and are dropped as a speck.
+    bar = rect(10, 11, 10, 13)
+    assert temporal.mask_polygons(bar) == []
+    assert np.isnan(temporal.pair_cost(bar, rect(100, 200, 300, 450)))
+
+
+def test_a_staircase_triangle_keeps_its_three_corners():
+    # Rows 100..109, row 100 + k filled over columns 200 .. 200 + k: the stairs stay within
+    # 1 px of the hypotenuse from (200, 100) to (210, 110), inside the 1.5 px tolerance, so the
+    # polygon is the triangle of the three corners (4 points with the closing one), clockwise.
+    triangle = np.zeros((HEIGHT, WIDTH), bool)
+    for k in range(10):
+        triangle[100 + k, 200:201 + k] = True
+    assert [p.tolist() for p in temporal.mask_polygons(triangle)] == [
+        [[200, 100], [210, 110], [200, 110], [200, 100]]]
+
+
+def test_a_one_pixel_bump_is_simplified_away():
+    # A 1 px bump under the bottom edge, traced (400,200) (400,201) (401,201) (401,200): the
+    # last three lie within 1.5 px of (400,200), kept before them, and the radial pass drops
+    # them; (400,200), on the bottom edge, is then no key for Douglas–Peucker. The corners of
+    # the rectangle, far apart, are kept: the rectangle's polygon.
+    bumped = rect(100, 200, 300, 450) | rect(200, 201, 400, 401)
+    assert [p.tolist() for p in temporal.mask_polygons(bumped)] == [
+        [[300, 100], [450, 100], [450, 200], [300, 200], [300, 100]]]
+
+
+def test_any_nonzero_label_is_foreground():
+    # Labels 1 and 2 side by side make one object, not two touching ones.
+    labels = np.zeros((HEIGHT, WIDTH), np.uint8)
+    labels[100:200, 300:400], labels[100:200, 400:450] = 1, 2
+    assert [p.tolist() for p in temporal.mask_polygons(labels)] == [
+        [[300, 100], [450, 100], [450, 200], [300, 200], [300, 100]]]
+
+
+def polygon_mask(points) -> np.ndarray:
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    cv2.fillPoly(mask, [np.array(points, np.int32)], 1)
+    return mask.astype(bool)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_concave_outline_runs_clockwise(mirrored):
+    # An arrow head with a deep notch; the mirror image turns the other way before reversal.
+    arrow = polygon_mask([[340, 100], [410, 130], [400, 180], [220, 410], [340, 150]])
+    polygons = temporal.mask_polygons(arrow[:, ::-1] if mirrored else arrow)
+    assert len(polygons) == 1 and signed_area(polygons[0]) > 0
+
+
+def test_orientation_is_summed_in_float32_as_polycont():
+    # polycont's is_clockwise adds (Δrow) · (col + next col) to a float. A 2 × 2 square (doubled
+    # [row, col] corners) at column 2^25, traced clockwise: the terms are 0, 2 · (2^26 + 4) =
+    # 2^27 + 8, 0, −2 · 2^26 = −2^27, 0, exactly +8 in all. In float32 (spacing 16 at 2^27)
+    # 2^27 + 8 rounds to even, 2^27, and the total is 0: not clockwise.
+    column = 2**25
+    square = np.array([[0, column], [0, column + 2], [2, column + 2], [2, column], [0, column]])
+    assert not temporal._is_clockwise(square)
+    assert temporal._is_clockwise(square - [0, column])  # near the origin the sum is exact: 8 > 0
+
+
 def even_odd_fill(curves, shape) -> np.ndarray:
     """Pixels whose centre lies inside an odd number of the (axis-parallel) curves."""
     rows, cols = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
@@ -149,11 +213,25 @@ def pixel_beside(start, end, right: bool) -> tuple[int, int]:
             int(np.floor((c0 + c1) / 2 - side * (r1 - r0) / 2)))
 
 
+# Grids full of checkerboard junctions, where the walk that joins the pieces into curves chooses
+# its way at junctions it reaches from other junctions (the drawn grids seldom have such chains);
+# the first: four pixels touching the centre one at its corners.
+JUNCTION_GRIDS = ([[0, 0, 1], [0, 1, 0], [1, 0, 1]],
+                  [[0, 1, 1, 0, 1], [1, 0, 1, 1, 1], [0, 1, 0, 1, 1], [1, 0, 1, 0, 0],
+                   [1, 1, 0, 1, 1]],
+                  [[0, 1, 0, 0, 1], [1, 0, 1, 1, 0], [0, 0, 0, 0, 1]])
+
+
 @FEW_EXAMPLES
 @given(arrays(bool, st.tuples(st.integers(1, 9), st.integers(1, 9))))
+@example(np.array(JUNCTION_GRIDS[0], bool))
+@example(np.array(JUNCTION_GRIDS[1], bool))
+@example(np.array(JUNCTION_GRIDS[2], bool))
 def test_traced_curves_are_the_exact_outline(grid):
     """Before simplification the curves are simple, use every boundary edge once, rebuild the
-    mask, and are holes exactly where they enclose background (checkerboards included)."""
+    mask, and are holes exactly where they enclose background (checkerboards included): the
+    inside of a curve is foreground (background for a hole) along all of its edges, so curves
+    turn at junctions instead of crossing each other."""
     mask = np.pad(grid, 1)
     curves = temporal._traced_curves(mask)
     assert np.array_equal(even_odd_fill(curves, mask.shape), mask)
@@ -165,7 +243,8 @@ def test_traced_curves_are_the_exact_outline(grid):
         edges |= {frozenset(edge) for edge in zip(corners[:-1], corners[1:])}
         rows, cols = curve.corners[:, 0], curve.corners[:, 1]
         inside_on_right = np.sum((rows[1:] - rows[:-1]) * (cols[1:] + cols[:-1])) > 0
-        assert mask[pixel_beside(corners[0], corners[1], inside_on_right)] != curve.is_hole
+        for start, end in zip(corners[:-1], corners[1:]):
+            assert mask[pixel_beside(start, end, inside_on_right)] != curve.is_hole
     assert len(edges) == sum(len(c.corners) - 1 for c in curves)
 
 
@@ -211,6 +290,20 @@ def douglas_peucker_reference(points: list, tolerance: float) -> list:
 @given(st.lists(st.sampled_from([(0, 2), (2, 0), (0, -2), (-2, 0), (2, 2)]), min_size=1,
                 max_size=80),
        st.sampled_from([0.1, 3.0, 5.0]))
+# three points, the middle one within the tolerance of the first
+@example([(0, 2), (2, 0)], 3.0)
+# points exactly at the tolerance: kept by the radial pass, not split at by Douglas–Peucker
+@example([(0, 2), (2, 0), (0, -2)], 2.0)
+@example([(3, 1), (0, 1), (0, 1), (3, -3)], 2.0)
+# the radial pass drops a point that Douglas–Peucker alone would keep: the second of two points
+# 0.03 apart, 0.09 and 0.12 from the final segment (tolerance 0.1) ...
+@example([(5, 0.09), (0, 0.03), (5, -0.12)], 0.1)
+# ... and the same at tolerance 3 (2 and 4.5 from the final segment, 2.5 apart)
+@example([(10, 2), (0, 2.5), (10, -4.5)], 3.0)
+# a point projecting inside a segment of squared length 1: fraction 0.5, distance² 0.25 < 0.52²
+@example([(0.5, 0.5), (0.5, -0.5)], 0.52)
+# a point projecting exactly onto the end of the segment: distance² 0.125 to the end < 0.4²
+@example([(0.75, 0.25), (-0.25, 0.25)], 0.4)
 def test_douglas_peucker_matches_psimpl(steps, tolerance):
     points = np.cumsum([(500, 300)] + steps, axis=0).astype(np.float64)
     expected = douglas_peucker_reference(points.tolist(), tolerance)
@@ -243,12 +336,29 @@ def shape_context_reference(points: np.ndarray) -> np.ndarray:
 @FEW_EXAMPLES
 @given(arrays(np.float32, st.tuples(st.integers(3, 40), st.just(2)),
               elements=st.integers(0, 6400).map(lambda steps: np.float32(steps / 64))))
+# pairs at exactly twice the mean distance (1 / (8 / 16)), the outer edge: not counted
+@example(np.array([[0, 0], [0, 0], [1, 0], [1, 0]], np.float32))
 def test_shape_context_matches_original_formulas(points):
     # Coordinates on a 1/64-pixel grid, as contour samples lie (vertices on the half-pixel grid,
     # segments cut in equal parts): not values like 1e-16 beside 0.25, for which θ mod 2π
     # rounds into a 13th sector that the original indexes out of range.
     assume(np.ptp(points, axis=0).max() > 0)  # distinct points, so a mean distance to divide by
     assert np.array_equal(temporal.shape_context(points), shape_context_reference(points))
+
+
+def test_short_segments_are_kept_whole_and_long_ones_cut_in_equal_parts():
+    # Lengths 2 (≤ 3: kept whole), 7 (ceil(7/3) = 3 parts) and √53 ≈ 7.28 (3 parts).
+    samples = temporal.upsample_contour(np.array([[0, 0], [2, 0], [2, 7], [0, 0]], np.float64))
+    expected = [[0, 0], [2, 0], [2, 7 / 3], [2, 14 / 3], [2, 7], [4 / 3, 14 / 3], [2 / 3, 7 / 3],
+                [0, 0]]
+    np.testing.assert_allclose(samples, expected, atol=1e-5)
+
+
+def test_longest_polygon_ties_go_to_the_last():
+    square = np.array([[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]], np.float64)
+    other = square + 10
+    assert temporal.longest_polygon([square, other]) is other
+    assert temporal.longest_polygon([square, other[:-1]]) is square
 
 
 @FEW_EXAMPLES
@@ -292,9 +402,20 @@ def test_shortest_path_is_optimal(n1, n2, seed):
     assert path_cost(cost, temporal.shortest_path(cost)) == pytest.approx(best[-1, -1], abs=1e-12)
 
 
-def test_shortest_path_ties_prefer_the_diagonal():
+def test_shortest_path_ties_prefer_the_diagonal_then_the_previous_row():
     path = temporal.shortest_path(np.zeros((4, 6)))
     assert path.tolist() == [[3, 5], [2, 4], [1, 3], [0, 2], [0, 1], [0, 0]]
+    # Around the expensive centre: (1, 2) and (2, 1) both lie at distance 0 from the start and
+    # the diagonal (1, 1) at 5; the step back goes to the previous row, (1, 2).
+    cost = np.array([[0.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
+    assert temporal.shortest_path(cost).tolist() == [[2, 2], [1, 2], [0, 1], [0, 0]]
+
+
+def test_shortest_path_tells_apart_costs_far_below_one():
+    # Through (1, 1) the path costs 1e-17, through (0, 1) 2e-17: the start costs nothing, so
+    # the distances keep such differences and the cheaper path wins.
+    cost = np.array([[0.0, 2e-17, 5.0], [5.0, 1e-17, 0.0]])
+    assert temporal.shortest_path(cost).tolist() == [[1, 2], [1, 1], [0, 0]]
 
 
 def test_one_to_one_keeps_cheapest_per_row_then_per_column():
@@ -319,17 +440,26 @@ def test_one_to_one_ties_go_to_the_first_pair_scanned():
     assert temporal._one_to_one(path, cost).tolist() == [[0, 0], [2, 1]]
 
 
+def test_matching_of_two_samples_each_pairs_them_in_order():
+    # Histograms all in one bin: χ² is 0 for the same bin, 0.5 · (1 + 1) / (1 + eps) ≈ 1 for
+    # different bins. The path is the diagonal, its cheapest cell the end, so the rotation is a
+    # whole turn; pairs (0, 0) and (1, 1) cost 0 and 1: the mean is 0.5.
+    bins = np.eye(temporal.NUM_BINS)
+    assert temporal._matching_cost(bins[[0, 1]], bins[[0, 2]]) == pytest.approx(0.5, abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pair cost, sequences and properties of T
 # ---------------------------------------------------------------------------------------------
 
 def test_sequence_stability_is_five_times_the_pair_costs():
     masks = [circle(400, 240, 50), circle(410, 236, 55), np.zeros((HEIGHT, WIDTH), bool),
-             ellipse(400, 240, 80, 45, 0)]
+             ellipse(400, 240, 80, 45, 0), circle(400, 240, 60)]
     values = temporal.sequence_stability(masks)
-    assert values.shape == (3,) and values.dtype == np.float64
+    assert values.shape == (4,) and values.dtype == np.float64
     assert values[0] == 5.0 * temporal.pair_cost(masks[0], masks[1])
     assert np.isnan(values[1]) and np.isnan(values[2])
+    assert values[3] == 5.0 * temporal.pair_cost(masks[3], masks[4])
     assert temporal.sequence_stability(masks[:1]).shape == (0,)
 
 

@@ -55,8 +55,36 @@ SUBPROCESS_HOOK = """import os
 if os.environ.get("MUTANT_UNDER_TEST") == "stats":
     os.environ["MUTANT_UNDER_TEST"] = ""
 """
+# A pytest plugin of the stage (-p mutation_plugin). Lightning's save_hyperparameters reads the
+# constructor's arguments from the frame of a function named `__init__`; mutmut runs a mutated
+# constructor as `xǁAGNNǁ__init____mutmut_orig` (or `…_3`), so every hyperparameter would be lost
+# and each test of a model with a mutated constructor fail, killing its mutants for no reason.
+# The plugin shows Lightning such a frame under the name `__init__`.
+PYTEST_PLUGIN = """import re
+import sys
+from types import SimpleNamespace
+
+MUTATED_CONSTRUCTOR = re.compile(r"ǁ__init____mutmut_(orig|[0-9]+)$")
+
+
+def pytest_collection_finish(session):
+    parsing = sys.modules.get("pytorch_lightning.utilities.parsing")
+    if parsing is None or hasattr(parsing._get_init_args, "for_mutants"):
+        return
+    original = parsing._get_init_args
+
+    def _get_init_args(frame):
+        if MUTATED_CONSTRUCTOR.search(frame.f_code.co_name):
+            frame = SimpleNamespace(f_code=frame.f_code.replace(co_name="__init__"),
+                                    f_locals=frame.f_locals, f_back=frame.f_back)
+        return original(frame)
+
+    _get_init_args.for_mutants = True
+    parsing._get_init_args = _get_init_args
+"""
 # mutmut's exit-code statuses, grouped as the report counts them
 KILLED = {"killed", "segfault", "caught by type check"}
+SURVIVED = {"survived", "no tests"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,28 @@ def toml_value(value) -> str:
     return "[" + ", ".join(toml_value(item) for item in value) + "]"
 
 
+def write_settings(module: str, tests: list[str], folder: Path) -> None:
+    """The stage's pyproject.toml (also in its mutants/ once mutmut made that): mutmut's
+    settings of this repository, told to mutate `module` only and to run `tests`, and pytest's
+    with the stage's plugin; the hooks the stage puts on PYTHONPATH."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    mutmut = {**project["tool"]["mutmut"], "source_paths": ["src"],
+              "only_mutate": [staged_path(module)], "also_copy": ["configs/"],
+              "pytest_add_cli_args_test_selection": tests}
+    pytest = dict(project["tool"]["pytest"]["ini_options"])
+    pytest["addopts"] = (pytest.get("addopts", "") + " -p mutation_plugin").strip()
+    sections = {"tool.mutmut": mutmut, "tool.pytest.ini_options": pytest}
+    text = "".join(f"[{name}]\n" + "".join(f"{key} = {toml_value(value)}\n"
+                                            for key, value in table.items()) + "\n"
+                   for name, table in sections.items())
+    for base in (folder, folder / "mutants"):
+        if base.is_dir():
+            (base / "pyproject.toml").write_text(text)
+    (folder / "hooks").mkdir(exist_ok=True)
+    (folder / "hooks" / "sitecustomize.py").write_text(SUBPROCESS_HOOK)
+    (folder / "hooks" / "mutation_plugin.py").write_text(PYTEST_PLUGIN)
+
+
 def stage(module: str, tests: list[str], folder: Path) -> None:
     """Copy the tree into `folder` in the installed layout, with a pyproject.toml that tells
     mutmut to mutate `module` only and run `tests`."""
@@ -100,21 +150,10 @@ def stage(module: str, tests: list[str], folder: Path) -> None:
         shutil.copytree(ROOT / source, folder / target, ignore=IGNORED, dirs_exist_ok=True)
     for name in ("tests", "configs"):
         shutil.copytree(ROOT / name, folder / name, ignore=IGNORED)
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    mutmut = {**project["tool"]["mutmut"], "source_paths": ["src"],
-              "only_mutate": [staged_path(module)], "also_copy": ["configs/"],
-              "pytest_add_cli_args_test_selection": tests}
-    sections = {"tool.mutmut": mutmut, "tool.pytest.ini_options": project["tool"]["pytest"]
-                ["ini_options"]}
-    text = "".join(f"[{name}]\n" + "".join(f"{key} = {toml_value(value)}\n"
-                                            for key, value in table.items()) + "\n"
-                   for name, table in sections.items())
-    (folder / "pyproject.toml").write_text(text)
+    write_settings(module, tests, folder)
     # the processes that tests start find the mutants through PYTHONPATH: the folder must exist
     # when they start, or the import system remembers it as missing
     (folder / "mutants" / "src").mkdir(parents=True)
-    (folder / "hooks").mkdir()
-    (folder / "hooks" / "sitecustomize.py").write_text(SUBPROCESS_HOOK)
 
 
 @contextmanager
@@ -180,7 +219,7 @@ def report(module: str, mutants: list[Mutant], equivalent: set[tuple[str, str, s
            seconds: float) -> bool:
     """Print the module's counts and its unexplained survivors' diffs; True if none."""
     counts = Counter("killed" if m.status in KILLED else m.status for m in mutants)
-    survivors = [m for m in mutants if m.status in ("survived", "no tests")]
+    survivors = [m for m in mutants if m.status in SURVIVED]
     explained = [m for m in survivors if (m.function, m.removed, m.added) in equivalent]
     unexplained = [m for m in survivors if m not in explained]
     matched = {(m.function, m.removed, m.added) for m in explained}
@@ -204,23 +243,36 @@ def report(module: str, mutants: list[Mutant], equivalent: set[tuple[str, str, s
     return not unexplained
 
 
-def refresh(folder: Path, module: str) -> bool:
-    """Copy the tests, configs and every source but `module` again into the stage in `folder`
-    and its mutants/; False (nothing copied) if `module` itself changed since it was staged."""
-    staged = folder / staged_path(module)
-    if staged.read_bytes() != (ROOT / module).read_bytes():
-        return False
+def refresh(folder: Path, module: str, tests: list[str]) -> None:
+    """Copy the tests, configs and sources again into the stage in `folder` and its mutants/,
+    select `tests`, and mark the survivors of the last run unchecked. mutmut then mutates
+    `module` again if it changed, keeps the results of the functions whose code did not
+    change, and runs every unchecked mutant (new tests get their stats collected)."""
+    write_settings(module, tests, folder)
     for source, target in PACKAGE_DIRS.items():
         for path in (ROOT / source).rglob("*.py"):
             copy = Path(target) / path.relative_to(ROOT / source)
-            if copy != Path(staged_path(module)):
-                for base in (folder, folder / "mutants"):
-                    (base / copy).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, base / copy)
+            if copy == Path(staged_path(module)):  # mutmut mutates it from the stage's copy
+                if (folder / copy).read_bytes() != path.read_bytes():
+                    shutil.copy(path, folder / copy)  # a new time: newer than its mutants
+                continue
+            for base in (folder, folder / "mutants"):
+                (base / copy).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, base / copy)
+    # (mutmut copies the stage's tests/ and configs/ over those of mutants/ when it starts)
     for name in ("tests", "configs"):
-        shutil.copytree(ROOT / name, folder / "mutants" / name, ignore=IGNORED,
-                        dirs_exist_ok=True)
-    return True
+        for base in (folder, folder / "mutants"):
+            shutil.copytree(ROOT / name, base / name, ignore=IGNORED, dirs_exist_ok=True)
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.stats import status_by_exit_code
+
+    with working_directory(folder):
+        data = SourceFileMutationData(path=staged_path(module))
+        data.load()
+        for name, exit_code in data.exit_code_by_key.items():
+            if exit_code is not None and status_by_exit_code[exit_code] in SURVIVED:
+                data.exit_code_by_key[name] = None
+        data.save()
 
 
 def progress(log: Path) -> str:
@@ -233,25 +285,17 @@ def progress(log: Path) -> str:
 def run_module(module: str, tests: list[str], workers: int, rerun_survivors: bool,
                equivalent: set[tuple[str, str, str]]) -> bool:
     """Stage, run mutmut on one module, report; True if every survivor is listed equivalent.
-    With `rerun_survivors`, the tests and the other sources are copied again into the previous
-    stage and only its survivors run again (every mutant, in a new stage, if `module` changed)."""
+    With `rerun_survivors`, the previous stage is refreshed (`refresh`) and mutmut runs its
+    survivors again, with the mutants of the functions changed since."""
     folder = WORK / module.replace("/", "_").removesuffix(".py")
-    reuse = rerun_survivors and (folder / "mutants").is_dir()
-    if reuse and not refresh(folder, module):
-        print(f"\n{module} changed since the last run: running every mutant again")
-        reuse = False
-    names = []
-    if reuse:
-        names = [m.name for m in read_mutants(folder, module)
-                 if m.status in ("survived", "no tests", "timeout")]
-        if not names:
-            return report(module, read_mutants(folder, module), equivalent, 0.0)
+    if rerun_survivors and (folder / "mutants").is_dir():
+        refresh(folder, module, tests)
     else:
         stage(module, tests, folder)
     paths = [str(folder / "mutants" / "src"), str(folder / "hooks"), os.environ.get("PYTHONPATH")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     start = time.perf_counter()
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *names]
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers)]
     print(f"\n=== {module}: mutmut in {folder.relative_to(ROOT)}, tests: {' '.join(tests)}",
           flush=True)
     log = folder / "mutmut.log"
@@ -265,8 +309,7 @@ def run_module(module: str, tests: list[str], workers: int, rerun_survivors: boo
         tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-40:]
         raise SystemExit("\n".join(tail) + f"\nmutate: mutmut failed on {module} (exit "
                                            f"{process.returncode}); its output is in {log}")
-    return report(module, read_mutants(folder, module), equivalent,
-                  time.perf_counter() - start)
+    return report(module, read_mutants(folder, module), equivalent, time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "[tool.vosbench.mutation] in pyproject.toml)")
     parser.add_argument("--workers", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--rerun-survivors", action="store_true",
-                        help="run the previous survivors again against the current tests")
+                        help="run the previous survivors (and the mutants of functions changed "
+                             "since) again against the current tests")
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE,
                         help="the list of equivalent mutants (default tests/MUTANTS.md)")
     args = parser.parse_args(argv)

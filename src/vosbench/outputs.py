@@ -86,11 +86,11 @@ class VideoOutput:
 
 def run_output_job(job: OutputJob) -> VideoOutput:
     """Refine (with a CRF), binarize, score and write one video."""
-    start = time.perf_counter()
-    probabilities = job.probabilities
+    probabilities, crf_seconds = job.probabilities, 0.0  # no CRF: no CRF time (no fps_with_crf)
     if job.crf is not None:
+        start = time.perf_counter()
         probabilities = refine_video(job.frames, probabilities, job.crf)
-    crf_seconds = time.perf_counter() - start
+        crf_seconds = time.perf_counter() - start
     labels = binarize(probabilities, job.threshold)
     scores = None
     if job.truth is not None:
