@@ -66,20 +66,70 @@ class ClipOrder(DistributedSampler):
     out between DDP ranks (the last ones padded by wrapping around, as training allows).
 
     Lightning calls `set_epoch` before every epoch, and leaves a DistributedSampler in place.
+    `resume_at` (set by `ClipLoader.load_state_dict`) makes the next iteration start at that
+    position of this rank's keys, as a resumed epoch does; later iterations start at 0.
     """
 
     def __init__(self, dataset: ClipDataset, num_replicas: int = 1, rank: int = 0,
                  seed: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.resume_at = 0
 
     def __iter__(self) -> Iterator[int]:
         length = len(self.dataset)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(length)
         order = np.resize(order, self.num_samples * self.num_replicas)  # wraps around to pad
-        return iter((self.epoch * length + order[self.rank::self.num_replicas]).tolist())
+        keys = self.epoch * length + order[self.rank::self.num_replicas]
+        start, self.resume_at = self.resume_at, 0
+        return iter(keys[start:].tolist())
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ClipLoader(DataLoader):
+    """Batches of training clips in ClipOrder, resumable mid-epoch.
+
+    `state_dict()` is {"epoch": e, "batches": b}: b batches of epoch e handed out so far. Lightning
+    saves it in every checkpoint (the fit loop asks each training loader that has the two methods)
+    and gives it to `load_state_dict` on resume, before the resumed epoch's iterator is made;
+    that iterator then starts after those b batches, so the resumed run trains on the clips the
+    uninterrupted one would (a clip is a function of the seed, the epoch and its position). A
+    finished epoch resumes at the start of the next one.
+
+    The loader draws its workers' base seed from its own generator, not from torch's global one,
+    which is the model's (dropout): making an iterator, as a resumed run does at another moment
+    than the uninterrupted one, leaves the model's random stream alone. The clips themselves take
+    no randomness from the workers (ClipDataset seeds a generator per clip).
+    """
+
+    def __init__(self, dataset: ClipDataset, batch_size: int, sampler: ClipOrder,
+                 num_workers: int, seed: int):
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler,
+                         num_workers=num_workers, collate_fn=collate_clips,
+                         persistent_workers=num_workers > 0, drop_last=False,
+                         generator=torch.Generator().manual_seed(seed))
+        self.batches_taken = 0
+
+    def __iter__(self) -> Iterator[Clip]:
+        self.batches_taken = self.sampler.resume_at // self.batch_size
+        return self.counted(super().__iter__())
+
+    def counted(self, batches: Iterator[Clip]) -> Iterator[Clip]:
+        for batch in batches:
+            self.batches_taken += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches": self.batches_taken}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = state["epoch"], state["batches"]
+        if batches >= len(self):
+            epoch, batches = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.resume_at = batches * self.batch_size
+        self.batches_taken = batches
 
 
 class VideoDataset(Dataset):
@@ -179,7 +229,7 @@ class VOSDataModule(pl.LightningDataModule):
         if stage in ("fit", None) and self.static_root is not None and "static" not in self.videos:
             self.videos["static"] = read_videos("saliency", self.static_root, self.static_split)
 
-    def train_dataloader(self) -> DataLoader | CombinedLoader:
+    def train_dataloader(self) -> ClipLoader | CombinedLoader:
         """Clip batches; with a static_root, {"video": …, "static": …} batches (one static batch
         for each video batch, successive epochs going on through the static images)."""
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
@@ -199,12 +249,10 @@ class VOSDataModule(pl.LightningDataModule):
                                "static": self.clip_loader(images, self.static_batch_size, seed)},
                               mode="min_size")
 
-    def clip_loader(self, dataset: ClipDataset, batch_size: int, seed: int) -> DataLoader:
+    def clip_loader(self, dataset: ClipDataset, batch_size: int, seed: int) -> ClipLoader:
         world_size, rank = self.distribution()
-        return DataLoader(dataset, batch_size=batch_size,
-                          sampler=ClipOrder(dataset, world_size, rank, seed),
-                          num_workers=self.num_workers, collate_fn=collate_clips,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+        return ClipLoader(dataset, batch_size, ClipOrder(dataset, world_size, rank, seed),
+                          self.num_workers, seed)
 
     def val_dataloader(self) -> DataLoader | list:
         # an empty list tells Lightning to skip validation
@@ -221,8 +269,9 @@ class VOSDataModule(pl.LightningDataModule):
         dataset = VideoDataset(self.videos[part], self.flow)
         world_size, rank = self.distribution()
         sampler = UnpaddedDistributedSampler(dataset, world_size, rank) if world_size > 1 else None
+        # its own generator: making the iterator leaves torch's global one (the model's) alone
         return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=first_item)
+                          collate_fn=first_item, generator=torch.Generator().manual_seed(0))
 
     def distribution(self) -> tuple[int, int]:
         """(world size, global rank) of the trainer this datamodule serves ((1, 0) without one)."""

@@ -207,3 +207,70 @@ def test_static_images_come_with_every_video_batch(davis_root, tmp_path):
         data.distribution = lambda rank=rank: (2, rank)
         loaders = data.train_dataloader().iterables
         assert len(loaders["video"]) == len(loaders["static"]) == 2
+
+
+def clip_keys(batches) -> list:
+    return [(batch.video, batch.indices.tolist(), float(batch.frames.sum())) for batch in batches]
+
+
+def test_a_resumed_training_loader_goes_on_with_the_clips_of_the_uninterrupted_one(davis_root):
+    def loader(workers):
+        data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(2),
+                                   transform=ClipTransform((8, 8), flip_probability=0.5),
+                                   batch_size=2, num_workers=workers, clips_per_epoch=7)
+        data.setup("fit")
+        return data.train_dataloader()
+
+    whole = loader(0)
+    epochs = {}
+    for epoch in (1, 2):
+        whole.sampler.set_epoch(epoch)
+        epochs[epoch] = clip_keys(whole)  # 4 batches: 2, 2, 2 and 1 clips
+    part = loader(0)
+    part.sampler.set_epoch(1)
+    batches = iter(part)
+    next(batches), next(batches)
+    state = part.state_dict()
+    assert state == {"epoch": 1, "batches": 2}
+    resumed = loader(2)  # worker processes do not change the clips
+    resumed.load_state_dict(state)
+    assert clip_keys(resumed) == epochs[1][2:]
+    assert clip_keys(resumed) == epochs[1]  # only the resumed epoch starts mid-way
+    finished = loader(0)
+    finished.load_state_dict({"epoch": 1, "batches": 4})  # saved at the end of epoch 1
+    assert clip_keys(finished) == epochs[2]
+
+
+def test_static_images_resume_with_the_video_clips(davis_root, tmp_path):
+    write_saliency(tmp_path / "saliency", {"msra10k": 5, "duts-tr": 4})
+    data = DAVIS2017DataModule(davis_root, sampler=SegmentSampler(2),
+                               transform=ClipTransform((8, 8)), batch_size=1, num_workers=0,
+                               clips_per_epoch=4, static_root=tmp_path / "saliency",
+                               static_batch_size=2)
+    data.setup("fit")
+
+    def static_keys(loader):
+        return [(batch["video"].video, batch["static"].video) for batch, _, _ in loader]
+
+    whole = static_keys(data.train_dataloader())
+    part = data.train_dataloader()
+    batches = iter(part)
+    next(batches)
+    states = [loader.state_dict() for loader in part.flattened]  # as Lightning saves them
+    assert states == [{"epoch": 0, "batches": 1}] * 2
+    resumed = data.train_dataloader()
+    for loader, state in zip(resumed.flattened, states):
+        loader.load_state_dict(state)
+    assert static_keys(resumed) == whole[1:]
+
+
+def test_loaders_leave_the_models_random_generator_alone(davis_root):
+    # a resumed run makes its iterators at other moments than the uninterrupted one: drawing
+    # the workers' seeds from torch's global generator would shift the model's random stream
+    data = DAVIS2017DataModule(davis_root, transform=ClipTransform((8, 8)), num_workers=2)
+    data.setup("fit")
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    next(iter(data.train_dataloader()))
+    next(iter(data.val_dataloader()))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -5,11 +5,13 @@
 composes configs/trainer/<trainer>.yaml, configs/data/<data>.yaml and
 configs/methods/<method>/<preset>.yaml (later files win), then any LightningCLI override given
 after them (e.g. `--trainer.max_steps 50 --seed_everything 3`).
+
+A run whose folder already holds a checkpoint (`--resume RUN_DIR`, or the same `--run_name`)
+resumes from it, fit then test, provided the command composes the config the folder's run had.
 """
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from vosbench.errors import InputError
@@ -49,24 +51,64 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--trainer", default="cpu", help="trainer config (configs/trainer)")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder for the results row (default results/)")
+    parser.add_argument("--run_name", help="the run folder runs/<run_name> (default: "
+                                           "<method>-<dataset>-<date>-<time>); a folder with a "
+                                           "checkpoint resumes")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="resume the interrupted bench run in RUN_DIR (give the arguments "
+                             "it was started with)")
     return parser
 
 
+def check_same_config(cli, saved: Path) -> None:
+    """Refuse to resume a run under another config than the one it was started with (the saved
+    `saved`, config.yaml of its folder): a resumed run must continue the same training."""
+    import yaml
+
+    from vosbench.results import flatten
+
+    before = flatten(yaml.safe_load(saved.read_text()))
+    now = flatten(yaml.safe_load(cli.parser.dump(cli.config, skip_none=False)))
+    differ = [f"{key}: {before.get(key)!r} then, {now.get(key)!r} now"
+              for key in sorted(set(before) | set(now))
+              if key != "run_name" and before.get(key) != now.get(key)]
+    if differ:
+        raise InputError(f"{saved.parent}: this command's config differs from the run's "
+                         f"({saved}), so it cannot resume it; give the arguments the run was "
+                         f"started with, or another --run_name:\n  " + "\n  ".join(differ))
+
+
 def run(args: argparse.Namespace, overrides: list[str]) -> Path:
+    from pytorch_lightning.callbacks import Timer
     from pytorch_lightning.loggers import WandbLogger
 
     from vosbench.lightning_cli import VOSCLI
     from vosbench.results import results_row, write_row
+    from vosbench.resume import resume_checkpoint
 
     files = config_files(args.method, args.data, args.preset, args.trainer)
     argv = [arg for path in files for arg in ("--config", str(path))] + overrides
-    cli = VOSCLI(argv, run=False)
-    start = time.perf_counter()
+    if args.run_name:
+        argv += ["--run_name", args.run_name]
+    if args.resume:
+        if not (args.resume / "config.yaml").is_file():
+            raise InputError(f"--resume {args.resume}: not a run folder (no config.yaml)")
+        argv += ["--trainer.default_root_dir", str(args.resume)]
+    cli = VOSCLI(argv, run=False, resume=True)
+    run_dir = Path(cli.trainer.default_root_dir)
     checkpoint = None
     if cli.model.trainable:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        resumed = resume_checkpoint(run_dir)
+        if args.resume and resumed is None:
+            raise InputError(f"--resume {args.resume}: no checkpoint to resume from "
+                             f"(checkpoints/last.ckpt)")
+        if resumed is not None:
+            check_same_config(cli, run_dir / "config.yaml")
+            print(f"Resuming {run_dir} from {resumed}")
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resumed)
         checkpoint = cli.trainer.checkpoint_callback.best_model_path or "last"
-    training_seconds = time.perf_counter() - start
+    (timer,) = [callback for callback in cli.trainer.callbacks if isinstance(callback, Timer)]
+    training_seconds = timer.time_elapsed()  # training, summed over the resumed parts
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint)
     results = cli.model.test_results
     if not cli.trainer.is_global_zero:
@@ -76,7 +118,6 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
             logger.experiment.finish()  # fit and test were one W&B run; flush and close it
     if results is None:
         raise InputError("the test split held no video to score")
-    run_dir = Path(cli.trainer.default_root_dir)
     row = results_row(cli, args.preset, results, training_seconds, checkpoint)
     path = write_row(args.results, row)
     from vosbench.metrics.protocols import get_protocol

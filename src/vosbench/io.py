@@ -3,8 +3,11 @@
 import json
 import math
 import os
-import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -13,6 +16,8 @@ from vosbench.errors import InputError
 
 # PIL modes that hold one integer label per pixel: palette, 8-bit grey, 1-bit, 16/32-bit grey.
 LABEL_MODES = ("P", "L", "1", "I;16", "I")
+# how the temporary files of atomic writes begin
+PARTIAL_PREFIX = ".partial-"
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -76,24 +81,37 @@ def write_label_png(path: str | Path, labels: np.ndarray, grayscale: bool = Fals
     return path
 
 
-def write_atomic(path: str | Path, content: str | bytes, *, sync: bool = True) -> None:
-    """Write text (UTF-8) or bytes to `path` through a temporary file in the same folder and a
-    rename: never a half-written file. `sync` flushes it to the disk first (results files);
-    caches that can be recomputed skip that."""
+@contextmanager
+def atomic_file(path: str | Path, *, sync: bool = True) -> Iterator[BinaryIO]:
+    """A binary stream whose content replaces `path` when the block ends without an error.
+
+    It writes a temporary file in the same folder (".partial-<pid>-<ns>.tmp": a name that holds
+    no letters of the target's, so that no search for "last" checkpoints can take it for one)
+    and renames it over `path`, an atomic step: a reader, or a process killed mid-write, sees the
+    old file or the new one, never half of one. A block that raises removes the temporary file;
+    a killed process leaves it. `sync` flushes it to the disk before the rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    data = content.encode("utf-8") if isinstance(content, str) else content
+    temporary = path.parent / f"{PARTIAL_PREFIX}{os.getpid()}-{time.time_ns()}.tmp"
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        with open(temporary, "xb") as stream:
+            yield stream
             if sync:
                 stream.flush()
                 os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, content: str | bytes, *, sync: bool = True) -> None:
+    """Write text (UTF-8) or bytes to `path` atomically (`atomic_file`): never a half-written
+    file. `sync` flushes it to the disk first (results files); caches that can be recomputed
+    skip that."""
+    with atomic_file(path, sync=sync) as stream:
+        stream.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 def to_json(value) -> str:

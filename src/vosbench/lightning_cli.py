@@ -12,15 +12,25 @@ import time
 import warnings
 from pathlib import Path
 
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning_fabric.plugins import CheckpointIO
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import WandbLogger
 
 import vosbench.datamodules
 import vosbench.methods
+from vosbench.csv_log import RunCSVLogger
 from vosbench.datamodules.base import VOSDataModule
 from vosbench.errors import InputError
 from vosbench.methods.base import VOSMethod
+from vosbench.resume import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    RequeueBetweenBatches,
+    ResumeState,
+    resume_checkpoint,
+    wandb_run_id,
+)
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -80,23 +90,34 @@ def resolve_names(argv: list[str]) -> list[str]:
 
 class VOSCLI(LightningCLI):
     """LightningCLI with vosbench's defaults: a seed, a run folder under runs/, checkpoints of the
-    best validation score and the last step, a CSV logger, and W&B (offline unless told)."""
+    best validation score and of the last step (at each validation and every 10 minutes of
+    training, written atomically), a CSV log and W&B (offline unless told) that a resumed fit
+    continues, and the state an exact resume needs (`vosbench.resume`).
 
-    def __init__(self, args: list[str] | None = None, run: bool = True):
+    `resume=True` (`vosbench bench`) marks a run that continues the one in its folder when that
+    folder has a checkpoint; `fit` continues one when given `--ckpt_path`.
+    """
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, resume: bool = False):
         import_plugins()
+        self.resume = resume
         # `vosbench` passes its own argv on (the DDP launcher re-runs sys.argv, so it stays)
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         super().__init__(VOSMethod, VOSDataModule, subclass_mode_model=True,
                          subclass_mode_data=True, seed_everything_default=0,
                          save_config_kwargs={"overwrite": True}, args=args, run=run,
                          trainer_defaults={"callbacks": [
-                             LearningRateMonitor(logging_interval="step")]})
+                             LearningRateMonitor(logging_interval="step"), ResumeState(),
+                             RequeueBetweenBatches(), Timer(verbose=False)]})
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # no last-v1.ckpt beside last.ckpt: LastCheckpoint writes the same file
         parser.set_defaults({"checkpoint.monitor": "val/score", "checkpoint.mode": "max",
                              "checkpoint.save_last": True,
+                             "checkpoint.enable_version_counter": False,
                              "checkpoint.filename": "best-{epoch}-{step}"})
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="the run folder runs/<run_name> (default: "
                                  "<method>-<dataset>-<date>-<time>)")
@@ -120,14 +141,28 @@ class VOSCLI(LightningCLI):
             name = config.run_name or f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
             config.trainer.default_root_dir = str(Path("runs") / name)
 
+    def resuming(self, root: Path) -> bool:
+        """Whether this run continues the one in `root`: `fit --ckpt_path …`, a SLURM requeue's
+        checkpoint there (which Lightning resumes), or `bench` on a folder with a checkpoint."""
+        if self.subcommand == "fit":
+            return self.active_config.ckpt_path is not None or any(root.glob("hpc_ckpt_*.ckpt"))
+        return self.resume and resume_checkpoint(root) is not None
+
     def instantiate_trainer(self, **kwargs):
         config = self.active_config
-        root = config.trainer.default_root_dir
-        loggers = [CSVLogger(root, name="", version="")]
+        root = Path(config.trainer.default_root_dir)
+        loggers = [RunCSVLogger(root)]
         if config.wandb_mode != "disabled":
-            loggers.append(WandbLogger(project=config.wandb_project, name=Path(root).name,
-                                       save_dir=root, offline=config.wandb_mode == "offline"))
-        return super().instantiate_trainer(logger=loggers, **kwargs)
+            trains = self.subcommand in (None, "fit")  # None: bench, which fits and tests
+            run_id = wandb_run_id(root, self.resuming(root)) if trains else None
+            loggers.append(WandbLogger(project=config.wandb_project, name=root.name,
+                                       save_dir=str(root), offline=config.wandb_mode == "offline",
+                                       id=run_id, resume="allow"))
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(logger=loggers, plugins=plugins, **kwargs)
 
 
 def list_available() -> str:

@@ -3,8 +3,9 @@
 `results/<method>-<dataset>-<split>-<timestamp>.json` holds (schema version 1): method, preset,
 dataset, split, protocol, every global metric (fractions in [0, 1], null where not computed),
 per-sequence metrics, frame rates (model alone, with flow, with CRF), peak memory in MiB,
-parameter count, training time in seconds, seed, the flattened config (dotted keys), git commit,
-W&B run id, creation time and the run folder. Written atomically.
+parameter count, training time in seconds (in the fit loop, validations included, summed over
+the parts of a resumed run), seed, the flattened config (dotted keys), git commit, W&B run id,
+creation time and the run folder. Written atomically.
 """
 
 import subprocess
