@@ -68,7 +68,7 @@ def check_same_config(cli, saved: Path) -> None:
     from vosbench.results import flatten
 
     before = flatten(yaml.safe_load(saved.read_text()))
-    now = flatten(yaml.safe_load(cli.parser.dump(cli.config, skip_none=False)))
+    now = flatten(yaml.safe_load(cli.parser.dump(cli.config)))
     differ = [f"{key}: {before.get(key)!r} then, {now.get(key)!r} now"
               for key in sorted(set(before) | set(now))
               if key != "run_name" and before.get(key) != now.get(key)]

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from lightning_fabric.plugins import CheckpointIO
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import WandbLogger
@@ -145,7 +146,8 @@ class VOSCLI(LightningCLI):
         """Whether this run continues the one in `root`: `fit --ckpt_path …`, a SLURM requeue's
         checkpoint there (which Lightning resumes), or `bench` on a folder with a checkpoint."""
         if self.subcommand == "fit":
-            return self.active_config.ckpt_path is not None or any(root.glob("hpc_ckpt_*.ckpt"))
+            requeued = SLURMEnvironment.detect() and any(root.glob("hpc_ckpt_*.ckpt"))
+            return self.active_config.ckpt_path is not None or requeued
         return self.resume and resume_checkpoint(root) is not None
 
     def instantiate_trainer(self, **kwargs):
