@@ -61,8 +61,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def check_same_config(cli, saved: Path) -> None:
-    """Refuse to resume a run under another config than the one it was started with (the saved
-    `saved`, config.yaml of its folder): a resumed run must continue the same training."""
+    """Refuse to resume a run under another config than the one it started with (`saved`, the
+    config.yaml of its folder): a resumed run must continue the same training."""
     import yaml
 
     from vosbench.results import flatten
