@@ -3,28 +3,48 @@
     vosbench bench --method fcn [--data synthetic] [--preset tiny] [--trainer cpu] [overrides…]
 
 composes configs/trainer/<trainer>.yaml, configs/data/<data>.yaml and
-configs/methods/<method>/<preset>.yaml (later files win), then any LightningCLI override given
-after them (e.g. `--trainer.max_steps 50 --seed_everything 3`).
+configs/methods/<method>/<preset>.yaml (later files win; the configs installed with vosbench, or
+`--config-root DIR` / $VOSBENCH_CONFIGS), then any LightningCLI override given after them (e.g.
+`--trainer.max_steps 50 --seed_everything 3`).
 
 A run whose folder already holds a checkpoint (`--resume RUN_DIR`, or the same `--run_name`)
 resumes from it, fit then test, provided the command composes the config the folder's run had.
 """
 
 import argparse
+import os
 import sys
+from importlib import resources
 from pathlib import Path
 
 from vosbench.errors import InputError
 
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
+# a folder of configs in the layout of configs/ to use instead of the installed ones
+CONFIG_ROOT_VARIABLE = "VOSBENCH_CONFIGS"
 # the papers' short names of the DAVIS releases, accepted for the config names
 DATA_ALIASES = {"davis16": "davis2016", "davis17": "davis2017"}
 
 
+def config_root(given: Path | None = None) -> Path:
+    """The folder of trainer/, data/ and methods/ configs: `given` (--config-root), else
+    $VOSBENCH_CONFIGS, else the configs installed with vosbench (package data `vosbench.configs`,
+    the repository's configs/ in an editable install)."""
+    if given is None and os.environ.get(CONFIG_ROOT_VARIABLE):
+        given = Path(os.environ[CONFIG_ROOT_VARIABLE])
+    if given is None:
+        return Path(str(resources.files("vosbench.configs")))
+    if not given.is_dir():
+        raise InputError(f"{given}: no such config folder (--config-root or "
+                         f"${CONFIG_ROOT_VARIABLE}; it holds trainer/, data/ and methods/)")
+    return given
+
+
 def config_files(method: str, data: str, preset: str, trainer: str,
-                 root: Path = CONFIG_ROOT) -> list[Path]:
-    """The YAML files of a bench run, checked to exist; a missing one lists the available.
-    `data` may be an alias of DATA_ALIASES (davis16 → davis2016)."""
+                 root: Path | None = None) -> list[Path]:
+    """The YAML files of a bench run under `root` (default: `config_root()`), checked to exist;
+    a missing one lists the available. `data` may be an alias of DATA_ALIASES (davis16 →
+    davis2016)."""
+    root = root or config_root()
     data = DATA_ALIASES.get(data, data)
     wanted = [("trainer", root / "trainer" / f"{trainer}.yaml", root / "trainer"),
               ("data", root / "data" / f"{data}.yaml", root / "data"),
@@ -49,6 +69,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="dataset config (configs/data; davis16 and davis17 name DAVIS)")
     parser.add_argument("--preset", default="tiny", help="tiny or paper")
     parser.add_argument("--trainer", default="cpu", help="trainer config (configs/trainer)")
+    parser.add_argument("--config-root", type=Path, metavar="DIR",
+                        help="a folder of configs in the layout of configs/ (trainer/, data/, "
+                             "methods/) to use instead of the installed ones; also "
+                             f"${CONFIG_ROOT_VARIABLE}")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder for the results row (default results/)")
     parser.add_argument("--run_name", help="the run folder runs/<run_name> (default: "
@@ -86,7 +110,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
     from vosbench.results import results_row, write_row
     from vosbench.resume import resume_checkpoint
 
-    files = config_files(args.method, args.data, args.preset, args.trainer)
+    files = config_files(args.method, args.data, args.preset, args.trainer,
+                         config_root(args.config_root))
     argv = [arg for path in files for arg in ("--config", str(path))] + overrides
     if args.run_name:
         argv += ["--run_name", args.run_name]
