@@ -245,6 +245,7 @@ class AGNN(VOSMethod):
     """
 
     name = "agnn"
+    inference_only = ("num_nodes_test", "input_size", "graphs_per_batch")
 
     def __init__(self, backbone: str = "resnet101", output_stride: int = 8, channels: int = 256,
                  weights: str | None = None, num_iterations: int = 3, num_nodes_test: int = 5,

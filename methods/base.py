@@ -70,6 +70,16 @@ class VOSMethod(pl.LightningModule):
     name: ClassVar[str] = ""
     semi_supervised: ClassVar[bool] = False
     trainable: ClassVar[bool] = True  # False: nothing to fit, `bench` only tests
+    # the method's own options that only matter at inference (AGNN: N′ at test), which, like
+    # EVALUATION_OPTIONS, a checkpoint leaves out (see `inference_options`)
+    inference_only: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def inference_options(cls) -> tuple[str, ...]:
+        """The init arguments that do not change what the method learns: settings that differ
+        only in these can share one fit, and `--model.init_args.<option>` given with a
+        checkpoint reaches the model (the checkpoint does not hold them)."""
+        return EVALUATION_OPTIONS + cls.inference_only
 
     def __init__(self, crf: str | None = None, crf_in_validation: bool = False,
                  threshold: float = 0.5, protocol: str | None = None, num_overlays: int = 3,
@@ -281,7 +291,7 @@ class VOSMethod(pl.LightningModule):
                                                           "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        for key in EVALUATION_OPTIONS:
+        for key in self.inference_options():
             checkpoint.get("hyper_parameters", {}).pop(key, None)
 
     def num_parameters(self) -> int:

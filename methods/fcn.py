@@ -28,6 +28,7 @@ class FCN(VOSMethod):
     """
 
     name = "fcn"
+    inference_only = ("frames_per_batch",)
 
     def __init__(self, backbone: str = "resnet101", output_stride: int = 8, channels: int = 256,
                  weights: str | None = None, input_size: tuple[int, int] = (473, 473),

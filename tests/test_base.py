@@ -26,7 +26,9 @@ from vosbench.datamodules.families import SyntheticDataModule
 from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
 from vosbench.io import read_label_png
+from vosbench.methods.agnn import AGNN
 from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates, peak_memory_mb
+from vosbench.methods.fcn import FCN
 from vosbench.metrics.protocols import SequenceScores
 from vosbench.outputs import VideoTiming
 
@@ -438,3 +440,16 @@ def test_output_workers_without_cpu_affinity_count_the_machine(monkeypatch):
     assert model.default_output_workers() == 6
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one worker
     assert model.default_output_workers() == 1
+
+
+def test_a_method_declares_its_inference_options_which_checkpoints_leave_out():
+    class Sized(Constant):
+        inference_only = ("shape",)
+
+    assert Constant.inference_options() == EVALUATION_OPTIONS
+    assert Sized.inference_options() == (*EVALUATION_OPTIONS, "shape")
+    checkpoint = {"hyper_parameters": dict(Sized(shape=(1, 2), threshold=0.3).hparams)}
+    Sized(shape=(1, 2)).on_save_checkpoint(checkpoint)
+    assert checkpoint["hyper_parameters"] == {"probability": 0.6, "lr": 0.1, "power": 0.9}
+    assert AGNN.inference_options()[-3:] == ("num_nodes_test", "input_size", "graphs_per_batch")
+    assert FCN.inference_options()[-1:] == ("frames_per_batch",)

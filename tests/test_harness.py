@@ -13,6 +13,7 @@ import torch
 from vosbench import outputs
 from vosbench.bench import config_files
 from vosbench.cli import main as vosbench_main
+from vosbench.lightning_cli import VOSCLI
 from vosbench.methods.warping import warp_backward
 
 SMALL = ["--model.init_args.input_size", "[48, 80]",
@@ -189,3 +190,55 @@ def test_warp_backward_follows_the_flow():
     warped = warp_backward(values, flow)
     assert warped[0, 0, 1, 5] == 1.0 and warped.sum() == 1.0
     assert warped[0, 0, :, :2].abs().sum() == 0  # sampled outside the frame: zero
+
+
+class ParseOnly(VOSCLI):
+    """The CLI up to the instantiated model: what a command would run with."""
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def test_inference_options_given_with_a_checkpoint_reach_the_model(synthetic_root, tmp_path,
+                                                                   monkeypatch):
+    # LightningCLI puts a checkpoint's hyperparameters over the command line; those that only
+    # matter at inference are left out of checkpoints, so `--model.init_args.num_nodes_test 7`
+    # on a checkpoint trained with 5 runs with 7, while what was learned (K) comes back
+    monkeypatch.chdir(tmp_path)
+    preset = str(Path(__file__).parents[1] / "configs/methods/agnn/tiny.yaml")
+    assert vosbench_main(["fit", "--config", preset, "--data", "synthetic",
+                          "--data.init_args.root", str(synthetic_root), "--run_name", "agnn",
+                          "--model.init_args.num_iterations", "2", "--trainer.max_steps", "1",
+                          "--checkpoint.monitor", "null", *SMALL]) == 0
+    checkpoint = tmp_path / "runs/agnn/checkpoints/last.ckpt"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert saved["num_iterations"] == 2 and "num_nodes_test" not in saved
+    cli = ParseOnly(["test", "--config", "runs/agnn/config.yaml", "--ckpt_path", str(checkpoint),
+                     "--model.init_args.num_nodes_test", "7", "--model.init_args.num_iterations",
+                     "3", "--trainer.default_root_dir", "runs/test"])
+    assert cli.model.hparams.num_nodes_test == 7  # the command line's
+    assert cli.model.hparams.num_iterations == 2  # the checkpoint's (what was learned)
+
+
+def test_bench_scores_a_given_checkpoint_without_fitting(synthetic_root, tmp_path, monkeypatch,
+                                                         capsys):
+    monkeypatch.chdir(tmp_path)
+    common = ["bench", "--method", "fcn", "--data.init_args.root", str(synthetic_root),
+              "--model.init_args.crf", "null", "--model.init_args.output_workers", "0", *SMALL]
+    assert vosbench_main([*common, "--run_name", "trained", "--trainer.max_steps", "2"]) == 0
+    (first,) = Path("results").glob("*.json")
+    trained = json.loads(first.read_text())
+    checkpoint = "runs/trained/checkpoints/last.ckpt"
+    assert vosbench_main([*common, "--run_name", "scored", "--ckpt_path", checkpoint,
+                          "--model.init_args.frames_per_batch", "3"]) == 0
+    (second,) = set(Path("results").glob("*.json")) - {first}
+    scored = json.loads(second.read_text())
+    assert not Path("runs/scored/checkpoints").exists()  # nothing was fitted
+    assert scored["checkpoint"] == checkpoint
+    # the training time the checkpoint holds (saved a moment before the fit ended)
+    assert scored["training_seconds"] == pytest.approx(trained["training_seconds"], abs=0.5)
+    assert scored["config"]["model.init_args.frames_per_batch"] == 3
+    # a checkpoint of another training setting is refused
+    code = vosbench_main([*common, "--run_name", "other", "--ckpt_path", checkpoint,
+                          "--model.init_args.lr", "0.5"])
+    assert code == 2 and "lr: 0.001 in the checkpoint, 0.5 here" in capsys.readouterr().err

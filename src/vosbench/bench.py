@@ -9,6 +9,8 @@ configs/methods/<method>/<preset>.yaml (later files win; the configs installed w
 
 A run whose folder already holds a checkpoint (`--resume RUN_DIR`, or the same `--run_name`)
 resumes from it, fit then test, provided the command composes the config the folder's run had.
+`--ckpt_path CKPT` scores a checkpoint of the same training settings instead of fitting (a sweep's
+trials that differ only in inference options share one fit that way).
 """
 
 import argparse
@@ -78,6 +80,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--run_name", help="the run folder runs/<run_name> (default: "
                                            "<method>-<dataset>-<date>-<time>); a folder with a "
                                            "checkpoint resumes")
+    parser.add_argument("--ckpt_path", type=Path, metavar="CKPT",
+                        help="score this checkpoint instead of fitting (its training settings "
+                             "must be the command's; the method's inference options may differ)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="resume the interrupted bench run in RUN_DIR (give the arguments "
                              "it was started with)")
@@ -102,6 +107,25 @@ def check_same_config(cli, saved: Path) -> None:
                          f"started with, or another --run_name:\n  " + "\n  ".join(differ))
 
 
+def check_checkpoint_setting(model, path: Path) -> None:
+    """Refuse to score a checkpoint trained under other settings than the command's: every saved
+    hyperparameter must equal the model's (a checkpoint holds no inference option, see
+    `VOSMethod.inference_options`), or the row would describe another model."""
+    import torch
+
+    if not path.is_file():
+        raise InputError(f"--ckpt_path {path}: no such file")
+    saved = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    now = dict(model.hparams)
+    differ = [f"{key}: {value!r} in the checkpoint, {now.get(key)!r} here"
+              for key, value in sorted(saved.items())
+              if key != "_instantiator" and value != now.get(key)]
+    if differ:
+        raise InputError(f"--ckpt_path {path}: trained under other settings than this command's; "
+                         f"give its training settings (only inference options may differ):\n  "
+                         + "\n  ".join(differ))
+
+
 def run(args: argparse.Namespace, overrides: list[str]) -> Path:
     from pytorch_lightning.callbacks import Timer
     from pytorch_lightning.loggers import WandbLogger
@@ -122,7 +146,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
     cli = VOSCLI(argv, run=False, resume=True)
     run_dir = Path(cli.trainer.default_root_dir)
     checkpoint = None
-    if cli.model.trainable:
+    if args.ckpt_path is not None:
+        check_checkpoint_setting(cli.model, args.ckpt_path)
+        checkpoint = str(args.ckpt_path)
+    elif cli.model.trainable:
         resumed = resume_checkpoint(run_dir)
         if args.resume and resumed is None:
             raise InputError(f"--resume {args.resume}: no checkpoint to resume from "
@@ -135,6 +162,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
     (timer,) = [callback for callback in cli.trainer.callbacks if isinstance(callback, Timer)]
     training_seconds = timer.time_elapsed()  # training, summed over the resumed parts
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint)
+    if args.ckpt_path is not None:
+        training_seconds = timer.time_elapsed()  # the checkpoint's, restored by the test
     results = cli.model.test_results
     if not cli.trainer.is_global_zero:
         return Path()
