@@ -16,7 +16,14 @@ import yaml
 
 from vosbench.cli import main as vosbench_main
 from vosbench.errors import InputError
-from vosbench.leaderboard import build_tables, load_reported, load_rows, render, render_all
+from vosbench.leaderboard import (
+    build_tables,
+    load_reported,
+    load_rows,
+    render,
+    render_all,
+    setting_keys,
+)
 from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +102,13 @@ def markdown_rows(text: str) -> tuple[list[str], list[list[str]]]:
 def test_one_table_per_dataset_split_protocol_with_the_protocols_columns(results):
     tables = tables_of(results)
     assert list(tables) == [DAVIS16, ("youtube-vos", "train", "youtube-vos")]
+    davis = ["J Mean", "J Recall", "J Decay", "F Mean", "F Recall", "F Decay", "T Mean", "J&F"]
     assert list(tables[DAVIS16].columns) == [
-        "Method", "Source", "J Mean", "J Recall", "J Decay", "F Mean", "F Recall", "F Decay",
-        "T Mean", "J&F", "FPS", "Params (M)", "Δ"]
+        "Method", "Source", *davis, "FPS", "Params (M)", "Δ", "n", *(f"{m} std" for m in davis)]
+    youtube = ["Overall", "J seen", "J unseen", "F seen", "F unseen"]
     assert list(tables["youtube-vos", "train", "youtube-vos"].columns) == [
-        "Method", "Source", "Overall", "J seen", "J unseen", "F seen", "F unseen", "FPS",
-        "Params (M)", "Δ"]
+        "Method", "Source", *youtube, "FPS", "Params (M)", "Δ", "n",
+        *(f"{m} std" for m in youtube)]
 
 
 def test_the_latest_run_of_each_method_and_preset_is_kept(results):
@@ -162,11 +170,11 @@ def test_dataset_filter(results):
 def test_markdown_shows_percent_with_one_decimal_and_bolds_the_best(results):
     table = tables_of(results)[DAVIS16]
     header, body = markdown_rows(render(table, "md"))
-    assert header == list(table.columns)
+    assert header == [column for column in table.columns if not column.endswith(" std")]
     cells = {(row[0], row[1]): dict(zip(header, row)) for row in body}
     tiny = cells["AGNN", "ours (tiny)"]
     assert (tiny["J Mean"], tiny["F Mean"], tiny["J&F"]) == ("72.3", "70.0", "71.2")
-    assert (tiny["FPS"], tiny["Params (M)"], tiny["Δ"]) == ("12.5", "11.2", "-8.7")
+    assert (tiny["FPS"], tiny["Params (M)"], tiny["Δ"], tiny["n"]) == ("12.5", "11.2", "-8.7", "1")
     assert cells["AGNN", "ours (paper)"]["FPS"] == "–"
     bold = {(row[0], row[1], column) for row in body for column, cell in zip(header, row)
             if cell.startswith("**") and cell.endswith("**")}
@@ -184,7 +192,8 @@ def test_markdown_shows_percent_with_one_decimal_and_bolds_the_best(results):
 
 def test_no_bold_in_a_column_with_a_single_value(results):
     text = render(tables_of(results)["youtube-vos", "train", "youtube-vos"], "md")
-    assert "| AGSS-VOS | ours (tiny) | 60.0 | 70.0 | 45.0 | 72.0 | 53.0 |" in text
+    assert "| AGSS-VOS | ours (tiny) | 60.0 | 70.0 | 45.0 | 72.0 | 53.0 | 12.5 | 11.2 | – | 1 |" \
+        in text
     assert "**" not in text
 
 
@@ -192,15 +201,16 @@ def test_latex_is_a_booktabs_tabular(results):
     table = tables_of(results)[DAVIS16]
     text = render(table, "latex")
     lines = text.splitlines()
-    assert lines[0] == r"\begin{tabular}{" + "ll" + "r" * 11 + "}"
+    assert lines[0] == r"\begin{tabular}{" + "ll" + "r" * 12 + "}"
     assert lines[1] == r"\toprule" and lines[-2:] == [r"\bottomrule", r"\end{tabular}"]
     assert r"\multicolumn{3}{c}{$\mathcal{J}$}" in lines[2]
     assert lines[4].startswith("Method & Source & Mean & Recall & Decay") and r"J\&F" in lines[4]
     body = lines[lines.index(r"\midrule") + 1:-2]
     assert len(body) == len(table)
-    assert all(line.endswith(r" \\") and line.count(" & ") == 12 for line in body)
+    assert all(line.endswith(r" \\") and line.count(" & ") == 13 for line in body)
     tiny = next(line for line in body if line.startswith("AGNN & ours (tiny)"))
-    assert tiny.split(" & ")[4] == r"\textbf{1.0}" and tiny.split(" & ")[-1] == r"$-$8.7 \\"
+    assert tiny.split(" & ")[4] == r"\textbf{1.0}" and tiny.split(" & ")[-2:] == [r"$-$8.7",
+                                                                                  r"1 \\"]
     assert "--" in next(line for line in body if line.startswith("STG-Net")).split(" & ")
 
 
@@ -216,6 +226,51 @@ def test_csv_round_trips_through_pandas_with_raw_numbers(results):
         assert list(davis[column]) == pytest.approx(list(tables[DAVIS16][column]), nan_ok=True)
     youtube = back[back["Dataset"] == "youtube-vos"].iloc[0]
     assert youtube["Overall"] == 60.0 and math.isnan(youtube["J Mean"])
+
+
+def seeded_rows(folder: Path) -> None:
+    """agnn tiny: seeds 0, 1, 2 (J 70, 74, 78; seed 1 run twice, the later counts) with the
+    graph, one seed without it (another setting), on two dataset folders (no other setting)."""
+    for seed, j_mean, created, root in ((0, 0.70, "2026-11-21T07:00:00Z", "a"),
+                                        (1, 0.10, "2026-11-21T07:10:00Z", "a"),
+                                        (1, 0.74, "2026-11-21T07:20:00Z", "b"),
+                                        (2, 0.78, "2026-11-21T07:30:00Z", "b")):
+        write_row(folder, "agnn", "tiny", *DAVIS16, davis_metrics(j_mean, 0.60), created,
+                  seed=seed, config={"seed_everything": seed, "data.init_args.root": root,
+                                     "model.init_args.graph": True})
+    write_row(folder, "agnn", "tiny", *DAVIS16, davis_metrics(0.65, 0.60),
+              "2026-11-21T07:40:00Z", config={"seed_everything": 0,
+                                              "model.init_args.graph": False})
+
+
+def test_runs_that_differ_only_in_the_seed_are_one_entry_with_mean_std_and_n(tmp_path):
+    seeded_rows(tmp_path)
+    table = tables_of(tmp_path)[DAVIS16]
+    graph = row_of(table, "ours (tiny)", "AGNN (graph=true)")
+    assert graph["J Mean"] == pytest.approx(74.0) and graph["n"] == 3
+    assert graph["J Mean std"] == pytest.approx(4.0)  # sample std of 70, 74, 78
+    assert graph["J&F"] == pytest.approx(67.0) and graph["F Mean std"] == pytest.approx(0.0)
+    single = row_of(table, "ours (tiny)", "AGNN (graph=false)")
+    assert single["n"] == 1 and math.isnan(single["J Mean std"])
+    header, body = markdown_rows(render(table, "md"))
+    cells = {(row[0], row[1]): dict(zip(header, row)) for row in body}
+    assert cells["AGNN (graph=true)", "ours (tiny)"]["J Mean"] == "74.0±4.0"
+    assert cells["AGNN (graph=false)", "ours (tiny)"]["J Mean"] == "65.0"  # one run: no ±
+    latex = render(table, "latex")
+    assert r"AGNN (graph=true) & ours (tiny) & 74.0$\pm$4.0 &" in latex
+    back = pd.read_csv(io.StringIO(render(table, "csv")))
+    entry = back[back["Method"] == "AGNN (graph=true)"].iloc[0]
+    assert (entry["J Mean"], entry["J Mean std"], entry["n"]) == (74.0, 4.0, 3)
+    everything = tables_of(tmp_path, all_runs=True)[DAVIS16]
+    assert (everything["Method"] == "AGNN (graph=true)").sum() == 4
+
+
+def test_setting_keys_leave_out_the_seed_and_where_a_run_was_made():
+    rows = [{"config": {"seed_everything": seed, "run_name": f"r{seed}", "data.init_args.root": r,
+                        "model.init_args.num_iterations": k, "trainer.max_steps": 800,
+                        "trainer.devices": devices}}
+            for seed, r, k, devices in ((0, "a", 1, 1), (1, "b", 2, 2), (2, "a", 2, 1))]
+    assert setting_keys(rows) == ["model.init_args.num_iterations"]
 
 
 # --------------------------------------------------------------------- command line

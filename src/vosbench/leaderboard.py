@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -46,7 +47,17 @@ HEADERS = {"J-Mean": "J Mean", "J-Recall": "J Recall", "J-Decay": "J Decay", "F-
 LOWER_IS_BETTER = {"J Decay", "F Decay", "T Mean"}
 TEXT_COLUMNS = ("Method", "Source")
 DELTA = "Δ"
-EXTRA_COLUMNS = ("FPS", "Params (M)", DELTA)
+# n: the seeds an entry of ours averages (reported rows: none)
+EXTRA_COLUMNS = ("FPS", "Params (M)", DELTA, "n")
+# the column of a metric's standard deviation over the seeds ("J Mean std"), which md and LaTeX
+# show after the mean ("77.3±3.1") and CSV as a column
+STD = " std"
+# config keys that say where and how a run was made, not what was trained and scored: they never
+# tell two settings apart (nor does the seed: runs that differ only in it are one entry)
+SITE_KEYS = {"config", "seed_everything", "run_name", "wandb_mode", "wandb_project", "ckpt_path",
+             "data.init_args.root", "data.init_args.num_workers", "model.init_args.output_workers",
+             "model.init_args.prediction_dir", "model.init_args.num_overlays"}
+SETTING_PREFIXES = ("model.", "data.", "trainer.max_steps", "trainer.max_epochs")
 FORMATS = ("md", "latex", "csv")
 MISSING = {"md": "–", "latex": "--"}
 
@@ -170,25 +181,53 @@ def _number(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def _latest(rows: list[dict]) -> list[dict]:
-    """The latest run (by `created`, then file name) of each (method, preset)."""
-    latest: dict[tuple[str, str], dict] = {}
-    for row in sorted(rows, key=lambda row: (row["created"], row["file"])):
-        latest[row["method"], row["preset"]] = row
-    return list(latest.values())
+def setting_keys(rows: list[dict]) -> list[str]:
+    """The config keys that tell the settings of `rows` (runs of one method and preset) apart:
+    model and data options and the training length whose values differ between the rows; not
+    the seed nor the keys that say where and how a run was made (SITE_KEYS)."""
+    configs = [row.get("config") or {} for row in rows]
+    keys = set().union(*configs) - SITE_KEYS
+    return sorted(key for key in keys if key.startswith(SETTING_PREFIXES) and
+                  len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1)
+
+
+def _settings(rows: list[dict], all_runs: bool) -> list[tuple[str, str, list[dict]]]:
+    """Our entries of one method: (preset, setting name, runs), a setting per preset and values
+    of its `setting_keys` (named "key=value, …" by the keys' last parts; "" when all agree).
+    The runs of a setting are its latest of each seed (by `created`, then file name), or every
+    run with `all_runs`, then one entry per run."""
+    entries = []
+    for preset in sorted({row["preset"] for row in rows}):
+        runs = sorted((row for row in rows if row["preset"] == preset),
+                      key=lambda row: (row["created"], row["file"]))
+        keys = setting_keys(runs)
+        settings: dict[str, dict] = {}
+        for row in runs:
+            config = row.get("config") or {}
+            name = ", ".join(f"{key.rsplit('.', 1)[-1]}={json.dumps(config.get(key))}"
+                             for key in keys)
+            seed = config.get("seed_everything", row.get("seed"))
+            settings.setdefault(name, {})[row["file"] if all_runs else seed] = row
+        if all_runs:
+            entries += [(preset, name, [row]) for name, by_file in settings.items()
+                        for row in by_file.values()]
+        else:
+            entries += [(preset, name, list(by_seed.values()))
+                        for name, by_seed in settings.items()]
+    return entries
 
 
 def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
            names: dict[str, str], all_runs: bool) -> pd.DataFrame:
-    """One table: per method, its reported rows (in the order of its YAML), then our runs."""
+    """One table: per method, its reported rows (in the order of its YAML), then our entries."""
     metrics = LAYOUTS[key[2]]
     headline = headline_metric(get_protocol(key[2]))
-    columns = [*TEXT_COLUMNS, *(HEADERS[m] for m in metrics), *EXTRA_COLUMNS]
-    ours = rows if all_runs else _latest(rows)
+    columns = [*TEXT_COLUMNS, *(HEADERS[m] for m in metrics), *EXTRA_COLUMNS,
+               *(f"{HEADERS[m]}{STD}" for m in metrics)]
     papers = [entry for entry in reported
               if (entry["dataset"], entry["split"], entry["protocol"]) == key]
     records = []
-    for method in sorted({row["method"] for row in ours} | {e["method"] for e in papers}):
+    for method in sorted({row["method"] for row in rows} | {e["method"] for e in papers}):
         baseline = next((e["metrics"][headline] for e in papers
                          if e["method"] == method and e["metrics"].get(headline) is not None),
                         None)
@@ -197,18 +236,24 @@ def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
             records.append({"Method": entry["name"], "Source": source,
                             **{HEADERS[m]: _number(entry["metrics"].get(m)) for m in metrics},
                             "FPS": _number(entry["fps"]), "Params (M)": math.nan,
-                            DELTA: math.nan})
-        for row in sorted((r for r in ours if r["method"] == method),
-                          key=lambda row: (row["preset"], row["created"])):
-            values = {m: _number(row["metrics"].get(m)) * 100 for m in metrics}
-            run = f", {row['created']:%Y-%m-%d %H:%M}" if all_runs else ""
-            parameters = row.get("parameters")
-            records.append({"Method": names.get(method, method),
-                            "Source": f"ours ({row['preset']}{run})",
-                            **{HEADERS[m]: value for m, value in values.items()},
-                            "FPS": _number(row.get("fps")),
-                            "Params (M)": math.nan if parameters is None else parameters / 1e6,
-                            DELTA: math.nan if baseline is None else values[headline] - baseline})
+                            DELTA: math.nan, "n": math.nan})
+        ours = [row for row in rows if row["method"] == method]
+        for preset, setting, runs in _settings(ours, all_runs):
+            values = {m: [_number(run["metrics"].get(m)) * 100 for run in runs] for m in metrics}
+            means = {m: float(np.mean(v)) for m, v in values.items()}
+            when = f", {runs[0]['created']:%Y-%m-%d %H:%M}" if all_runs else ""
+            parameters = runs[-1].get("parameters")
+            name = names.get(method, method)
+            records.append({
+                "Method": f"{name} ({setting})" if setting else name,
+                "Source": f"ours ({preset}{when})",
+                **{HEADERS[m]: mean for m, mean in means.items()},
+                "FPS": float(np.mean([_number(run.get("fps")) for run in runs])),
+                "Params (M)": math.nan if parameters is None else parameters / 1e6,
+                DELTA: math.nan if baseline is None else means[headline] - baseline,
+                "n": len(runs),
+                **{f"{HEADERS[m]}{STD}": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+                   for m, v in values.items()}})
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -217,13 +262,15 @@ def build_tables(rows: list[dict], reported: list[dict], dataset: str | None = N
     """One table per (dataset, split, protocol) of `rows` (as `load_rows` gives them), sorted by
     that key; only `dataset`'s if given.
 
-    Each table has a row per (method, preset) — its latest run by `created`, or every run with
-    `all_runs` — and the `reported` rows (as `load_reported` gives them) of the same dataset,
-    split and protocol. Columns: Method, Source ("ours (<preset>)" or "reported (<note>)"), the
-    protocol's metrics in percent (LAYOUTS), FPS, Params (M) and Δ: for our rows, our headline
-    metric (`headline_metric`) minus that of the method's first reported row on the table, in
-    points.
-    Missing values are NaN.
+    Each table has a row per setting of ours — method, preset and the config keys that differ
+    between its runs (`setting_keys`, named in Method: "AGNN (graph=false)") — averaging the
+    latest run of each seed (or a row per run with `all_runs`), and the `reported` rows (as
+    `load_reported` gives them) of the same dataset, split and protocol. Columns: Method, Source
+    ("ours (<preset>)" or "reported (<note>)"), the protocol's metrics in percent (LAYOUTS),
+    means over the seeds, FPS, Params (M), Δ (for our rows, our headline metric
+    (`headline_metric`) minus that of the method's first reported row on the table, in points),
+    n (the seeds), then each metric's sample standard deviation over the seeds ("J Mean std";
+    NaN for one seed). Missing values are NaN.
     """
     names = {entry["method"]: entry["name"] for entry in reported}
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -261,19 +308,31 @@ def _latex_escape(text: str) -> str:
     return "".join(replacements.get(char, char) for char in text)
 
 
+def _shown_columns(table: pd.DataFrame) -> list[str]:
+    """The columns md and LaTeX show: all but the standard deviations, shown in the means'."""
+    return [column for column in table.columns if not column.endswith(STD)]
+
+
 def _cells(table: pd.DataFrame, fmt: str) -> list[list[str]]:
-    """The table's cells as text for Markdown or LaTeX, best values bold."""
+    """The shown cells as text for Markdown or LaTeX: best values bold, a mean over several
+    seeds followed by "±" and its standard deviation, n as an integer."""
     best = _best(table)
     rows = []
     for index, record in table.iterrows():
         cells = []
-        for column, value in record.items():
+        for column in _shown_columns(table):
+            value = record[column]
             if column in TEXT_COLUMNS:
                 text = _latex_escape(value) if fmt == "latex" else value.replace("|", r"\|")
             elif pd.isna(value):
                 text = MISSING[fmt]
+            elif column == "n":
+                text = f"{value:.0f}"
             else:
                 text = _shown(value, column)
+                spread = record.get(f"{column}{STD}", math.nan)
+                if not pd.isna(spread):
+                    text += ("$\\pm$" if fmt == "latex" else "±") + f"{spread:.1f}"
                 if fmt == "latex" and text.startswith("-"):
                     text = "$-$" + text[1:]
                 if best.at[index, column]:
@@ -284,8 +343,9 @@ def _cells(table: pd.DataFrame, fmt: str) -> list[list[str]]:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in table.columns) + "|"
+    columns = _shown_columns(table)
+    header = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in columns) + "|"
     body = ["| " + " | ".join(cells) + " |" for cells in _cells(table, "md")]
     return "\n".join([header, rule, *body]) + "\n"
 
@@ -294,14 +354,15 @@ def _latex(table: pd.DataFrame) -> str:
     """A booktabs tabular; "J Mean", "J Recall"… are grouped under one $\\mathcal{J}$ header."""
     groups: list[tuple[str, int]] = []  # (group, number of columns); "" for a column alone
     names = []
-    for column in table.columns:
+    columns = _shown_columns(table)
+    for column in columns:
         group, name = column.split(" ", 1) if column[:2] in ("J ", "F ", "T ") else ("", column)
         if groups and group and groups[-1][0] == group:
             groups[-1] = (group, groups[-1][1] + 1)
         else:
             groups.append((group, 1))
         names.append(_latex_escape(name))
-    spec = "".join("l" if column in TEXT_COLUMNS else "r" for column in table.columns)
+    spec = "".join("l" if column in TEXT_COLUMNS else "r" for column in columns)
     top, rules, start = [], [], 1
     for group, width in groups:
         if group:
@@ -368,8 +429,10 @@ def build_parser(prog: str = "vosbench leaderboard") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Tables of the benchmark's results rows (RESULTS/*.json), one per dataset, "
-                    "split and protocol: the latest run of each method and preset, with the "
-                    "numbers the methods' papers report alongside (marked 'reported').")
+                    "split and protocol: a row per setting (method, preset and the config keys "
+                    "its runs differ in), mean ± std over its seeds (the latest run of each), "
+                    "with the numbers the methods' papers report alongside (marked "
+                    "'reported').")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="folder of results rows (default: results)")
     parser.add_argument("--dataset", help="only the tables of this dataset")
@@ -378,7 +441,7 @@ def build_parser(prog: str = "vosbench leaderboard") -> argparse.ArgumentParser:
                              "(one file, raw numbers); default md")
     parser.add_argument("--output", type=Path, help="write to this file (atomically), not stdout")
     parser.add_argument("--all-runs", action="store_true",
-                        help="every run, not only the latest of each method and preset")
+                        help="a row per run, not per setting")
     return parser
 
 
