@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 METHOD  ?= agnn
+SWEEP   ?= agnn_K_N
 DATA    ?= synthetic
 PRESET  ?= tiny
 TRAINER ?= cpu
 WORKERS ?= 2
 
-.PHONY: help install test test-full mutate lint bench bench-eval bench-loader leaderboard clean
+.PHONY: help install test test-full mutate lint bench sweep bench-eval bench-loader leaderboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,7 +20,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -c "import torch, torchvision.ops, pytorch_lightning, pydensecrf.densecrf, wandb"
+	# W&B's sweep engine pins numpy<2 but runs with numpy 2 (vosbench sweep): installed apart
+	$(BIN)/python -m pip install --quiet --no-deps "sweeps==0.3.0"
+	$(BIN)/python -c "import torch, torchvision.ops, pytorch_lightning, pydensecrf.densecrf, wandb, sweeps"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install vosbench (editable) with its dependencies
@@ -38,6 +41,9 @@ lint: install  ## check style and common bugs with ruff
 
 bench: install  ## train and score METHOD on DATA (arrives with the methods)
 	$(BIN)/vosbench bench --method $(METHOD) --data $(DATA) --preset $(PRESET) --trainer $(TRAINER)
+
+sweep: install  ## run the trials of configs/sweeps/SWEEP.yaml offline (vosbench sweep; again: go on)
+	$(BIN)/vosbench sweep configs/sweeps/$(SWEEP).yaml
 
 bench-eval: install  ## time `vosbench eval` against vos-benchmark (benchmarks/eval_speed.py)
 	$(BIN)/python benchmarks/eval_speed.py --workers $(WORKERS)

@@ -265,6 +265,16 @@ def test_runs_that_differ_only_in_the_seed_are_one_entry_with_mean_std_and_n(tmp
     assert (everything["Method"] == "AGNN (graph=true)").sum() == 4
 
 
+def test_rows_of_schema_2_with_sweep_fields_are_read_beside_schema_1(tmp_path):
+    write_row(tmp_path, "fcn", "tiny", *DAVIS16, davis_metrics(0.5, 0.5), "2026-11-21T07:00:00Z")
+    write_row(tmp_path, "fcn", "tiny", *DAVIS16, davis_metrics(0.7, 0.5), "2026-11-21T08:00:00Z",
+              schema_version=2, sweep_id="ab12cd34", trial=3, seed=1,
+              trial_parameters={"seed_everything": 1},
+              config={"seed_everything": 1, "trainer.max_steps": 300})
+    assert [row["schema_version"] for row in load_rows(tmp_path)] == [1, 2]
+    assert row_of(tables_of(tmp_path)[DAVIS16], "ours (tiny)", "fcn")["n"] == 2
+
+
 def test_setting_keys_leave_out_the_seed_and_where_a_run_was_made():
     rows = [{"config": {"seed_everything": seed, "run_name": f"r{seed}", "data.init_args.root": r,
                         "model.init_args.num_iterations": k, "trainer.max_steps": 800,
@@ -304,9 +314,9 @@ def test_all_runs_option(results, capsys):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     ('{"schema_version": 1, "method": "agnn"}', "missing preset, dataset, split, protocol"),
-    (json.dumps({"schema_version": 2, "method": "a", "preset": "tiny", "dataset": "d",
+    (json.dumps({"schema_version": 3, "method": "a", "preset": "tiny", "dataset": "d",
                  "split": "val", "protocol": "davis2016", "metrics": {},
-                 "created": "2026-11-21T07:40:00+00:00"}), "unknown schema_version 2"),
+                 "created": "2026-11-21T07:40:00+00:00"}), "unknown schema_version 3"),
     (json.dumps({"schema_version": 1, "method": "a", "preset": "tiny", "dataset": "d",
                  "split": "val", "protocol": "davis2018", "metrics": {},
                  "created": "2026-11-21T07:40:00+00:00"}), "unknown protocol 'davis2018'"),

@@ -21,7 +21,7 @@ from vosbench.errors import InputError
 from vosbench.io import write_atomic
 from vosbench.metrics.protocols import get_protocol
 from vosbench.metrics.summary import COLUMNS, SEEN_UNSEEN, headline_metric
-from vosbench.results import SCHEMA_VERSION
+from vosbench.results import READABLE_VERSIONS
 
 REQUIRED_KEYS = ("schema_version", "method", "preset", "dataset", "split", "protocol", "metrics",
                  "created")
@@ -85,9 +85,9 @@ def _check_row(row, path: Path) -> dict:
     missing = [key for key in REQUIRED_KEYS if row.get(key) is None]
     if missing:
         raise InputError(f"{path}: not a results row: missing {', '.join(missing)}")
-    if row["schema_version"] != SCHEMA_VERSION:
+    if row["schema_version"] not in READABLE_VERSIONS:
         raise InputError(f"{path}: unknown schema_version {row['schema_version']!r}; this "
-                         f"vosbench reads version {SCHEMA_VERSION}")
+                         f"vosbench reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     for key in ("method", "preset", "dataset", "split"):
         if not isinstance(row[key], str):
             raise InputError(f"{path}: '{key}' must be a string, found {row[key]!r}")

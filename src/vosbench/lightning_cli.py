@@ -6,6 +6,7 @@ Methods and datamodules are found by subclass discovery: every module of `vosben
 """
 
 import importlib
+import os
 import pkgutil
 import sys
 import time
@@ -32,6 +33,7 @@ from vosbench.resume import (
     resume_checkpoint,
     wandb_run_id,
 )
+from vosbench.sweep import SWEEP_ID_VARIABLE
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -159,7 +161,8 @@ class VOSCLI(LightningCLI):
             run_id = wandb_run_id(root, self.resuming(root)) if trains else None
             loggers.append(WandbLogger(project=config.wandb_project, name=root.name,
                                        save_dir=str(root), offline=config.wandb_mode == "offline",
-                                       id=run_id, resume="allow"))
+                                       id=run_id, resume="allow",
+                                       group=os.environ.get(SWEEP_ID_VARIABLE)))
         plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):

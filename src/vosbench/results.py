@@ -8,6 +8,8 @@ the parts of a resumed run), seed, the flattened config (dotted keys), git commi
 creation time and the run folder. Written atomically.
 """
 
+import json
+import os
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -19,7 +21,9 @@ from vosbench.io import to_json, write_atomic
 from vosbench.metrics.protocols import get_protocol
 from vosbench.metrics.summary import write_results
 
-SCHEMA_VERSION = 1
+# 2 added sweep_id, trial and trial_parameters (null outside a sweep); the leaderboard reads both
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def flatten(config: Namespace | dict, prefix: str = "") -> dict:
@@ -92,7 +96,18 @@ def results_row(cli, preset: str, results: dict, training_seconds: float,
         "wandb_run_id": wandb_ids[0] if wandb_ids else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(trainer.default_root_dir),
+        **sweep_fields(),
     }
+
+
+def sweep_fields() -> dict:
+    """The sweep trial a bench run is (`vosbench sweep` sets it in the environment), or nulls."""
+    from vosbench.sweep import PARAMETERS_VARIABLE, SWEEP_ID_VARIABLE, TRIAL_VARIABLE
+
+    trial = os.environ.get(TRIAL_VARIABLE)
+    parameters = os.environ.get(PARAMETERS_VARIABLE)
+    return {"sweep_id": os.environ.get(SWEEP_ID_VARIABLE), "trial": trial and int(trial),
+            "trial_parameters": parameters and json.loads(parameters)}
 
 
 def write_row(results_dir: Path, row: dict) -> Path:

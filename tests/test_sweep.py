@@ -1,0 +1,142 @@
+"""`vosbench sweep`: offline trials chosen by W&B's engine, shared fits, state on disk, failures;
+the shipped sweep files; the online path against a stand-in for the W&B API."""
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vosbench import sweep
+from vosbench.cli import main as vosbench_main
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = ["${interpreter}", "-m", "vosbench.cli", "bench", "${args}"]
+
+
+def small_fcn(root: Path, **varying) -> dict:
+    """A grid sweep of fcn tiny made small (2 steps at 48×80, no CRF, no W&B) over `varying`."""
+    fixed = {"method": "fcn", "preset": "tiny", "data": "synthetic",
+             "data.init_args.root": str(root), "data.init_args.num_workers": 0,
+             "model.init_args.input_size": "[48, 80]",
+             "data.init_args.transform.init_args.size": "[48, 80]",
+             "trainer.max_steps": 2, "model.init_args.crf": "null",
+             "model.init_args.output_workers": 0, "wandb_mode": "disabled"}
+    return {"program": "vosbench", "command": COMMAND, "method": "grid",
+            "metric": {"name": "test/J-Mean", "goal": "maximize"},
+            "parameters": {**{key: {"value": value} for key, value in fixed.items()},
+                           **{key: {"values": values} for key, values in varying.items()}}}
+
+
+def write_sweep(folder: Path, config: dict) -> Path:
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def engine_order(config: dict) -> list[dict]:
+    """The grid as W&B's engine proposes it, trial by trial."""
+    import sweeps
+
+    runs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while (proposal := sweeps.next_run(config, runs)) is not None:
+            runs.append(sweeps.SweepRun(name=str(len(runs)), config=proposal.config,
+                                        state=sweeps.RunState.finished))
+    return [{key: spec["value"] for key, spec in run.config.items()} for run in runs]
+
+
+def test_a_grid_of_a_training_and_an_inference_key_runs_four_trials_on_two_fits(
+        synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = small_fcn(synthetic_root, **{"model.init_args.lr": [0.001, 0.002],
+                                          "model.init_args.threshold": [0.3, 0.7]})
+    path = write_sweep(tmp_path, config)
+    assert vosbench_main(["sweep", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "trial 4/4" in out and "(shared fit)" in out
+    (folder,) = Path("sweeps").iterdir()
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("trials/*.json"))]
+    assert [r["parameters"] for r in records] == engine_order(config)  # the engine's order
+    assert all(r["status"] == "finished" and r["exit_code"] == 0 for r in records)
+    fitted = sorted(p.parent.parent.name for p in Path("runs").glob("*/checkpoints/last.ckpt"))
+    assert len(fitted) == 2  # one fit per learning rate
+    rows = [json.loads(Path(r["row"]).read_text()) for r in records]
+    assert [(row["sweep_id"], row["trial"]) for row in rows] == [(folder.name, n)
+                                                                for n in (1, 2, 3, 4)]
+    assert [row["trial_parameters"] for row in rows] == [r["parameters"] for r in records]
+    for row, record in zip(rows, records):
+        assert row["config"]["model.init_args.threshold"] == record["parameters"][
+            "model.init_args.threshold"]  # the inference key reached the shared checkpoint
+        assert row["metrics"]["J-Mean"] == record["metric"]
+    shared = [r for r in records if r["shared_checkpoint"]]
+    assert len(shared) == 2 and all(rows[r["trial"] - 1]["checkpoint"] == r["shared_checkpoint"]
+                                    for r in shared)
+    # the same command again runs nothing, nor does --resume ID
+    assert vosbench_main(["sweep", str(path)]) == 0
+    assert vosbench_main(["sweep", "--resume", folder.name]) == 0
+    assert len(list(Path("results").glob("*.json"))) == 4
+    assert [json.loads(p.read_text()) for p in sorted(folder.glob("trials/*.json"))] == records
+
+
+def test_a_failed_trial_is_recorded_the_others_finish_and_a_rerun_retries_it(
+        synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, small_fcn(synthetic_root,
+                                           **{"model.init_args.loss": ["nonsense", "balanced"]}))
+    assert vosbench_main(["sweep", str(path)]) == 1
+    (folder,) = Path("sweeps").iterdir()
+    failed, finished = (json.loads(p.read_text()) for p in sorted(folder.glob("trials/*.json")))
+    assert (failed["status"], finished["status"]) == ("failed", "finished")
+    assert failed["exit_code"] != 0 and "unknown loss 'nonsense'" in Path(failed["log"]).read_text()
+    assert "failed trials: 1" in capsys.readouterr().out
+    # the same command runs the failed trial again (and a trial left "running" by a kill: any
+    # record not finished), not the finished one
+    finished_row = Path(finished["row"]).stat().st_mtime
+    assert vosbench_main(["sweep", str(path)]) == 1
+    again = json.loads((folder / "trials/1.json").read_text())
+    assert again["status"] == "failed" and again["started"] > failed["started"]
+    assert Path(finished["row"]).stat().st_mtime == finished_row
+
+
+@pytest.mark.parametrize("name", ["agnn_K_N", "agnn_table6", "compare_tiny"])
+def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name):
+    config = sweep.load_sweep(REPO / "configs/sweeps" / f"{name}.yaml")  # W&B's schema
+    parameters = engine_order(config)
+    assert parameters and all(parameters[0]["preset"] == p["preset"] == "tiny"
+                              for p in parameters)
+    command = sweep.command_line(config, parameters[0])
+    assert command[1:4] == ["-m", "vosbench.cli", "bench"]
+
+
+def test_agnn_k_n_trains_once_per_k():
+    config = sweep.load_sweep(REPO / "configs/sweeps/agnn_K_N.yaml")
+    trials = engine_order(config)
+    assert len(trials) == 16
+    assert len({sweep.training_setting(trial) for trial in trials}) == 4
+
+
+def test_online_creates_the_sweep_on_the_server_and_runs_wandbs_agent(monkeypatch):
+    # the W&B server is out of reach here: a stand-in records what vosbench asks of wandb
+    import wandb
+
+    calls = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, project, entity: calls.append(
+        ("sweep", config["method"], project, entity)) or "abc123")
+    monkeypatch.setattr(wandb, "agent", lambda sweep_id, project, entity, count: calls.append(
+        ("agent", sweep_id, project, entity, count)))
+    path = str(REPO / "configs/sweeps/agnn_K_N.yaml")
+    assert vosbench_main(["sweep", path, "--online", "--project", "p", "--entity", "e",
+                          "--count", "3"]) == 0
+    assert vosbench_main(["sweep", "--agent", "xyz789", "--project", "p"]) == 0
+    assert calls == [("sweep", "grid", "p", "e"), ("agent", "abc123", "p", "e", 3),
+                     ("agent", "xyz789", "p", None, None)]
+
+
+def test_a_bad_sweep_file_is_named(tmp_path, capsys):
+    path = write_sweep(tmp_path, {"method": "grid", "parameters": {"x": {"values": "no"}},
+                                  "command": COMMAND})
+    assert vosbench_main(["sweep", str(path)]) == 2
+    assert f"{path}: not a valid W&B sweep" in capsys.readouterr().err
