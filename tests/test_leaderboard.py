@@ -17,6 +17,7 @@ import yaml
 from vosbench.cli import main as vosbench_main
 from vosbench.errors import InputError
 from vosbench.leaderboard import (
+    ablation_table,
     build_tables,
     load_reported,
     load_rows,
@@ -400,3 +401,46 @@ def test_a_bad_reported_yaml_is_named(tmp_path):
     (tmp_path / "mine.yaml").write_text("method: mine\nresults: [")
     with pytest.raises(InputError, match="mine.yaml: not valid YAML"):
         load_reported(tmp_path)
+
+
+def test_agnn_table6_is_transcribed_with_its_printed_deltas():
+    document = yaml.safe_load((importlib.resources.files("vosbench.methods") / "reported" /
+                               "agnn.yaml").read_text())
+    (table,) = document["ablations"]
+    assert (table["table"], table["metric"], table["reference"]) == ("Table 6", "J-Mean", 80.7)
+    # each J minus the reference's is the ΔJ the paper prints (one printed without its minus)
+    assert all(round(row["value"] - table["reference"], 1) == row["delta"]
+               for row in table["rows"])
+    assert [row["value"] for row in table["rows"]] == [72.2, 80.1, 78.7, 79.1, 80.7, 79.6, 80.7,
+                                                       80.7, 78.9]
+
+
+def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_path, capsys):
+    # K × N′ on AGNN tiny (preset K = 3, N′ = 5), the reference with two seeds
+    trials = [(3, 5, 0, 0.80), (3, 5, 1, 0.82), (2, 5, 0, 0.78), (3, 7, 0, 0.81), (2, 7, 0, 0.77)]
+    for number, (k, nodes, seed, j_mean) in enumerate(trials, start=1):
+        parameters = {"model.init_args.num_iterations": k, "model.init_args.num_nodes_test": nodes,
+                      "seed_everything": seed}
+        write_row(tmp_path, "agnn", "tiny", *DAVIS16, davis_metrics(j_mean, 0.5),
+                  f"2026-11-21T07:0{number}:00Z", schema_version=2, sweep_id="s1",
+                  trial=number, trial_parameters=parameters, config=parameters)
+    write_row(tmp_path, "fcn", "tiny", *DAVIS16, davis_metrics(0.5, 0.5), "2026-11-21T08:00:00Z")
+    title, table = ablation_table(load_rows(tmp_path), "s1")
+    assert title == "sweep s1: agnn (tiny) on davis2016 val, J Mean; paper: Table 6"
+    assert list(table["Setting"]) == ["reference", "K = 2", "N′ = 7", "K = 2, N′ = 7"]
+    reference = table.iloc[0]
+    assert reference["J Mean"] == pytest.approx(81.0) and reference["n"] == 2
+    assert reference["J Mean std"] == pytest.approx(math.sqrt(2))  # of 80 and 82
+    assert list(table["Δ"]) == pytest.approx([0.0, -3.0, 0.0, -4.0])
+    assert list(table["paper J Mean"]) == pytest.approx([80.7, 79.1, 80.7, math.nan],
+                                                        nan_ok=True)
+    assert list(table["paper Δ"]) == pytest.approx([0.0, -1.6, 0.0, math.nan], nan_ok=True)
+    assert vosbench_main(["leaderboard", "--results", str(tmp_path), "--sweep", "s1"]) == 0
+    out = capsys.readouterr().out
+    assert "| reference | **81.0±1.4** | +0.0 | 2 | 80.7 | +0.0 |" in out  # best, tied
+    assert "| K = 2 | 78.0 | -3.0 | 1 | 79.1 | -1.6 |" in out
+    other = ablation_table(load_rows(tmp_path), "s1",
+                           reference={"model.init_args.num_iterations": 2,
+                                      "model.init_args.num_nodes_test": 5})[1]
+    assert list(other["Setting"]) == ["K = 3", "reference", "K = 3, N′ = 7", "N′ = 7"]
+    assert vosbench_main(["leaderboard", "--results", str(tmp_path), "--sweep", "nope"]) == 2

@@ -46,6 +46,8 @@ HEADERS = {"J-Mean": "J Mean", "J-Recall": "J Recall", "J-Decay": "J Decay", "F-
            "F-Unseen": "F unseen"}
 LOWER_IS_BETTER = {"J Decay", "F Decay", "T Mean"}
 TEXT_COLUMNS = ("Method", "Source")
+# the columns rendered as text: TEXT_COLUMNS, and an ablation table's Setting
+LABEL_COLUMNS = (*TEXT_COLUMNS, "Setting")
 DELTA = "Δ"
 # n: the seeds an entry of ours averages (reported rows: none)
 EXTRA_COLUMNS = ("FPS", "Params (M)", DELTA, "n")
@@ -284,7 +286,7 @@ def build_tables(rows: list[dict], reported: list[dict], dataset: str | None = N
 
 def _shown(value: float, column: str) -> str:
     """A number as the tables show it: one decimal, Δ with its sign."""
-    return f"{value:+.1f}" if column == DELTA else f"{value:.1f}"
+    return f"{value:+.1f}" if column.endswith(DELTA) else f"{value:.1f}"
 
 
 def _best(table: pd.DataFrame) -> pd.DataFrame:
@@ -322,7 +324,7 @@ def _cells(table: pd.DataFrame, fmt: str) -> list[list[str]]:
         cells = []
         for column in _shown_columns(table):
             value = record[column]
-            if column in TEXT_COLUMNS:
+            if column in LABEL_COLUMNS:
                 text = _latex_escape(value) if fmt == "latex" else value.replace("|", r"\|")
             elif pd.isna(value):
                 text = MISSING[fmt]
@@ -345,7 +347,7 @@ def _cells(table: pd.DataFrame, fmt: str) -> list[list[str]]:
 def _markdown(table: pd.DataFrame) -> str:
     columns = _shown_columns(table)
     header = "| " + " | ".join(columns) + " |"
-    rule = "|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in columns) + "|"
+    rule = "|" + "|".join(":---" if c in LABEL_COLUMNS else "---:" for c in columns) + "|"
     body = ["| " + " | ".join(cells) + " |" for cells in _cells(table, "md")]
     return "\n".join([header, rule, *body]) + "\n"
 
@@ -362,7 +364,7 @@ def _latex(table: pd.DataFrame) -> str:
         else:
             groups.append((group, 1))
         names.append(_latex_escape(name))
-    spec = "".join("l" if column in TEXT_COLUMNS else "r" for column in columns)
+    spec = "".join("l" if column in LABEL_COLUMNS else "r" for column in columns)
     top, rules, start = [], [], 1
     for group, width in groups:
         if group:
@@ -423,6 +425,97 @@ def render_all(tables: dict[tuple[str, str, str], pd.DataFrame], format: str) ->
     return "\n".join(parts)
 
 
+# ------------------------------------------------------------------------------ ablation
+
+def load_ablations(method: str, folder=None) -> list[dict]:
+    """The ablation tables of `methods/reported/<method>.yaml` (its `ablations` list; [] when it
+    has none)."""
+    folder = folder or importlib.resources.files("vosbench.methods") / "reported"
+    entry = folder / f"{method}.yaml"
+    if not entry.is_file():
+        return []
+    return yaml.safe_load(entry.read_text(encoding="utf-8")).get("ablations", [])
+
+
+def preset_values(row: dict) -> dict:
+    """The values of the method's preset for the dotted keys: the preset file's model init
+    arguments, else the method's defaults (the reference of an ablation)."""
+    import inspect
+
+    from vosbench.bench import config_root
+    from vosbench.lightning_cli import methods
+
+    preset = yaml.safe_load((config_root() / "methods" / row["method"] /
+                             f"{row['preset']}.yaml").read_text())
+    given = (preset.get("model") or {}).get("init_args") or {}
+    signature = inspect.signature(methods()[row["method"]].__init__).parameters
+    defaults = {name: p.default for name, p in signature.items()
+                if p.default is not inspect.Parameter.empty}
+    return {f"model.init_args.{name}": value for name, value in {**defaults, **given}.items()}
+
+
+def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
+                   folder=None) -> tuple[str, pd.DataFrame]:
+    """The ablation table of sweep `sweep`'s rows, in the papers' layout: (title, table).
+
+    A row per setting (the values of the keys the trials vary, the seed aside), named by what
+    it changes against the reference ("reference" for the reference itself): `reference`
+    ({dotted key: value}) or the method's preset values; the metric of the method's reported
+    ablation table (AGNN Table 6: J Mean), else the protocol's headline metric, in percent,
+    mean (and std) over the seeds and n; Δ against the reference row; and where the paper's
+    ablation table has the same change, its value and its Δ.
+    """
+    trials = [row for row in rows if row.get("sweep_id") == sweep]
+    if not trials:
+        raise InputError(f"no results rows of sweep {sweep!r}")
+    methods_ = {row["method"] for row in trials}
+    if len(methods_) > 1:
+        raise InputError(f"sweep {sweep!r} compares methods ({', '.join(sorted(methods_))}): "
+                         f"its rows are in the leaderboard, an ablation is of one method")
+    first = trials[0]
+    key = (first["dataset"], first["split"], first["protocol"])
+    papers = [table for table in load_ablations(first["method"], folder)
+              if (table["dataset"], table["split"], table["protocol"]) == key]
+    paper = papers[0] if papers else None
+    metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
+    varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
+                     if name != "seed_everything" and len({json.dumps(r["config"].get(name))
+                                                          for r in trials}) > 1})
+    base = reference if reference is not None else preset_values(first)
+    names = (paper or {}).get("names", {})
+    groups: dict[str, list[dict]] = {}
+    changes: dict[str, dict] = {}
+    for row in sorted(trials, key=lambda row: row.get("trial") or 0):
+        changed = {name: row["config"].get(name) for name in varied
+                   if row["config"].get(name) != base.get(name)}
+        label = ", ".join(f"{names.get(name, name.rsplit('.', 1)[-1])} = "
+                          f"{json.dumps(value)}" for name, value in changed.items())
+        label = label or "reference"
+        groups.setdefault(label, []).append(row)
+        changes[label] = changed
+    header = HEADERS[metric]
+    means = {label: float(np.mean([_number(r["metrics"].get(metric)) * 100 for r in runs]))
+             for label, runs in groups.items()}
+    records = []
+    for label, runs in groups.items():
+        values = [_number(run["metrics"].get(metric)) * 100 for run in runs]
+        match = next((r for r in (paper or {}).get("rows", []) if r["setting"] == changes[label]),
+                     None)
+        paper_value = paper["reference"] if paper and label == "reference" else \
+            (match["value"] if match else math.nan)
+        records.append({"Setting": label, header: means[label],
+                        DELTA: means[label] - means["reference"] if "reference" in means
+                        else math.nan, "n": len(runs),
+                        f"paper {header}": paper_value,
+                        f"paper {DELTA}": paper_value - paper["reference"] if paper
+                        else math.nan,
+                        f"{header}{STD}": float(np.std(values, ddof=1)) if len(values) > 1
+                        else math.nan})
+    title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
+             f"{header}" + (f"; paper: {paper['table']}" if paper else ""))
+    return title, pd.DataFrame.from_records(records)
+
+
 # ------------------------------------------------------------------------------ command line
 
 def build_parser(prog: str = "vosbench leaderboard") -> argparse.ArgumentParser:
@@ -442,7 +535,32 @@ def build_parser(prog: str = "vosbench leaderboard") -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, help="write to this file (atomically), not stdout")
     parser.add_argument("--all-runs", action="store_true",
                         help="a row per run, not per setting")
+    parser.add_argument("--sweep", metavar="ID",
+                        help="the ablation table of sweep ID (vosbench sweep), in the papers' "
+                             "layout, beside the paper's ablation rows")
+    parser.add_argument("--reference", metavar="KEY=VALUE,…",
+                        help="with --sweep: the reference setting (default: the method's preset "
+                             "values), e.g. model.init_args.num_iterations=3")
     return parser
+
+
+def parse_reference(text: str | None) -> dict | None:
+    """`key=value,…` as {key: value} (values read as YAML: 3, true, null, channel)."""
+    if text is None:
+        return None
+    pairs = [item.split("=", 1) for item in text.split(",") if item]
+    if not all(len(pair) == 2 for pair in pairs):
+        raise InputError(f"--reference {text!r}: expected key=value,key=value")
+    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
+
+
+def render_ablation(title_text: str, table: pd.DataFrame, format: str) -> str:
+    """An ablation table with its title (md heading, LaTeX comment; CSV: the table alone)."""
+    if format == "md":
+        return f"## {title_text}\n\n{render(table, 'md')}"
+    if format == "latex":
+        return f"% {title_text}\n{render(table, 'latex')}"
+    return render(table, "csv")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -450,17 +568,24 @@ def run(args: argparse.Namespace) -> None:
     if not rows:
         raise InputError(f"no results rows in {args.results} (a benchmark run writes one "
                          f"<method>-<dataset>-<split>-<timestamp>.json)")
-    tables = build_tables(rows, load_reported(), dataset=args.dataset, all_runs=args.all_runs)
-    if not tables:
-        datasets = sorted({row["dataset"] for row in rows})
-        raise InputError(f"no results rows for dataset {args.dataset!r} in {args.results}; "
-                         f"datasets there: {', '.join(datasets)}")
-    text = render_all(tables, args.format)
+    if args.sweep:
+        text = render_ablation(*ablation_table(rows, args.sweep, parse_reference(args.reference)),
+                               args.format)
+        written = f"the ablation table of sweep {args.sweep}"
+    else:
+        tables = build_tables(rows, load_reported(), dataset=args.dataset,
+                              all_runs=args.all_runs)
+        if not tables:
+            datasets = sorted({row["dataset"] for row in rows})
+            raise InputError(f"no results rows for dataset {args.dataset!r} in {args.results}; "
+                             f"datasets there: {', '.join(datasets)}")
+        text = render_all(tables, args.format)
+        written = f"{len(tables)} table(s)"
     if args.output is None:
         print(text, end="")
     else:
         write_atomic(args.output, text)
-        print(f"{len(tables)} table(s) written to {args.output}")
+        print(f"{written} written to {args.output}")
 
 
 def main(argv: list[str] | None = None, prog: str = "vosbench leaderboard") -> int:
