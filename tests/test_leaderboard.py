@@ -426,7 +426,8 @@ def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_
                   trial=number, trial_parameters=parameters, config=parameters)
     write_row(tmp_path, "fcn", "tiny", *DAVIS16, davis_metrics(0.5, 0.5), "2026-11-21T08:00:00Z")
     title, table = ablation_table(load_rows(tmp_path), "s1")
-    assert title == "sweep s1: agnn (tiny) on davis2016 val, J Mean; paper: Table 6"
+    assert title == ("sweep s1: agnn (tiny) on davis2016 val, J Mean; paper: Table 6 "
+                     "(davis2016 val)")
     assert list(table["Setting"]) == ["reference", "K = 2", "N′ = 7", "K = 2, N′ = 7"]
     reference = table.iloc[0]
     assert reference["J Mean"] == pytest.approx(81.0) and reference["n"] == 2

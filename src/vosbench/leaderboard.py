@@ -474,8 +474,9 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
                          f"its rows are in the leaderboard, an ablation is of one method")
     first = trials[0]
     key = (first["dataset"], first["split"], first["protocol"])
-    papers = [table for table in load_ablations(first["method"], folder)
-              if (table["dataset"], table["split"], table["protocol"]) == key]
+    # the paper's ablation table, on its own dataset (the sweep may run on another, e.g. the
+    # synthetic default): the comparison is of the changes' direction and size, said in the title
+    papers = load_ablations(first["method"], folder)
     paper = papers[0] if papers else None
     metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
     varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
@@ -512,7 +513,8 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
                         f"{header}{STD}": float(np.std(values, ddof=1)) if len(values) > 1
                         else math.nan})
     title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
-             f"{header}" + (f"; paper: {paper['table']}" if paper else ""))
+             f"{header}" + (f"; paper: {paper['table']} ({paper['dataset']} {paper['split']})"
+                            if paper else ""))
     return title, pd.DataFrame.from_records(records)
 
 
