@@ -238,6 +238,7 @@ def test_bench_scores_a_given_checkpoint_without_fitting(synthetic_root, tmp_pat
     assert scored["checkpoint"] == checkpoint
     # the training time the checkpoint holds (saved a moment before the fit ended)
     assert scored["training_seconds"] == pytest.approx(trained["training_seconds"], abs=0.5)
+    assert 0 < scored["training_seconds"] <= trained["training_seconds"]
     assert scored["config"]["model.init_args.frames_per_batch"] == 3
     # a checkpoint of another training setting is refused
     code = vosbench_main([*common, "--run_name", "other", "--ckpt_path", checkpoint,

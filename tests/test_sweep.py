@@ -2,6 +2,7 @@
 the shipped sweep files; the online path against a stand-in for the W&B API."""
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -109,6 +110,15 @@ def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name):
                               for p in parameters)
     command = sweep.command_line(config, parameters[0])
     assert command[1:4] == ["-m", "vosbench.cli", "bench"]
+
+
+def test_a_trials_command_passes_every_parameter_as_wandbs_args_do():
+    config = {"program": "vosbench", "command": ["${env}", *COMMAND]}
+    parameters = {"method": "fcn", "model.init_args.lr": 0.5, "model.init_args.crf": "null",
+                  "model.init_args.graph": False}
+    assert sweep.command_line(config, parameters) == [
+        "/usr/bin/env", sys.executable, "-m", "vosbench.cli", "bench", "--method=fcn",
+        "--model.init_args.lr=0.5", "--model.init_args.crf=null", "--model.init_args.graph=False"]
 
 
 def test_agnn_k_n_trains_once_per_k():

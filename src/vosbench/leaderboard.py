@@ -54,12 +54,11 @@ EXTRA_COLUMNS = ("FPS", "Params (M)", DELTA, "n")
 # the column of a metric's standard deviation over the seeds ("J Mean std"), which md and LaTeX
 # show after the mean ("77.3±3.1") and CSV as a column
 STD = " std"
-# config keys that say where and how a run was made, not what was trained and scored: they never
-# tell two settings apart (nor does the seed: runs that differ only in it are one entry)
-SITE_KEYS = {"config", "seed_everything", "run_name", "wandb_mode", "wandb_project", "ckpt_path",
-             "data.init_args.root", "data.init_args.num_workers", "model.init_args.output_workers",
-             "model.init_args.prediction_dir", "model.init_args.num_overlays"}
+# the config keys that can tell settings apart (not the seed: runs that differ only in it are one
+# entry), less SITE_KEYS, which say where and how a run was made, not what was trained and scored
 SETTING_PREFIXES = ("model.", "data.", "trainer.max_steps", "trainer.max_epochs")
+SITE_KEYS = {"data.init_args.root", "data.init_args.num_workers", "model.init_args.output_workers",
+             "model.init_args.prediction_dir", "model.init_args.num_overlays"}
 FORMATS = ("md", "latex", "csv")
 MISSING = {"md": "–", "latex": "--"}
 
@@ -185,37 +184,47 @@ def _number(value) -> float:
 
 def setting_keys(rows: list[dict]) -> list[str]:
     """The config keys that tell the settings of `rows` (runs of one method and preset) apart:
-    model and data options and the training length whose values differ between the rows; not
-    the seed nor the keys that say where and how a run was made (SITE_KEYS)."""
+    model and data options and the training length (SETTING_PREFIXES) whose values differ
+    between the rows, less SITE_KEYS."""
     configs = [row.get("config") or {} for row in rows]
     keys = set().union(*configs) - SITE_KEYS
     return sorted(key for key in keys if key.startswith(SETTING_PREFIXES) and
                   len({json.dumps(config.get(key), sort_keys=True) for config in configs}) > 1)
 
 
+def _latest_per_seed(runs: list[dict]) -> list[dict]:
+    """The latest run (by `created`, then file name) of each seed among `runs`."""
+    latest: dict = {}
+    for row in sorted(runs, key=lambda row: (row["created"], row["file"])):
+        latest[(row.get("config") or {}).get("seed_everything", row.get("seed"))] = row
+    return list(latest.values())
+
+
+def _over_seeds(runs: list[dict], metric: str) -> tuple[float, float]:
+    """(mean, sample standard deviation) of a metric over `runs`, in percent (std NaN for one)."""
+    values = [_number(run["metrics"].get(metric)) * 100 for run in runs]
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 def _settings(rows: list[dict], all_runs: bool) -> list[tuple[str, str, list[dict]]]:
     """Our entries of one method: (preset, setting name, runs), a setting per preset and values
     of its `setting_keys` (named "key=value, …" by the keys' last parts; "" when all agree).
-    The runs of a setting are its latest of each seed (by `created`, then file name), or every
-    run with `all_runs`, then one entry per run."""
+    The runs of a setting are its latest of each seed, or, with `all_runs`, each run an entry
+    of its own (by `created`)."""
     entries = []
     for preset in sorted({row["preset"] for row in rows}):
         runs = sorted((row for row in rows if row["preset"] == preset),
                       key=lambda row: (row["created"], row["file"]))
         keys = setting_keys(runs)
-        settings: dict[str, dict] = {}
+        settings: dict[str, list[dict]] = {}
         for row in runs:
             config = row.get("config") or {}
             name = ", ".join(f"{key.rsplit('.', 1)[-1]}={json.dumps(config.get(key))}"
                              for key in keys)
-            seed = config.get("seed_everything", row.get("seed"))
-            settings.setdefault(name, {})[row["file"] if all_runs else seed] = row
-        if all_runs:
-            entries += [(preset, name, [row]) for name, by_file in settings.items()
-                        for row in by_file.values()]
-        else:
-            entries += [(preset, name, list(by_seed.values()))
-                        for name, by_seed in settings.items()]
+            settings.setdefault(name, []).append(row)
+        for name, group in settings.items():
+            entries += ([(preset, name, [row]) for row in group] if all_runs
+                        else [(preset, name, _latest_per_seed(group))])
     return entries
 
 
@@ -241,21 +250,19 @@ def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
                             DELTA: math.nan, "n": math.nan})
         ours = [row for row in rows if row["method"] == method]
         for preset, setting, runs in _settings(ours, all_runs):
-            values = {m: [_number(run["metrics"].get(m)) * 100 for run in runs] for m in metrics}
-            means = {m: float(np.mean(v)) for m, v in values.items()}
+            summaries = {m: _over_seeds(runs, m) for m in metrics}
             when = f", {runs[0]['created']:%Y-%m-%d %H:%M}" if all_runs else ""
             parameters = runs[-1].get("parameters")
             name = names.get(method, method)
             records.append({
                 "Method": f"{name} ({setting})" if setting else name,
                 "Source": f"ours ({preset}{when})",
-                **{HEADERS[m]: mean for m, mean in means.items()},
+                **{HEADERS[m]: mean for m, (mean, _) in summaries.items()},
                 "FPS": float(np.mean([_number(run.get("fps")) for run in runs])),
                 "Params (M)": math.nan if parameters is None else parameters / 1e6,
-                DELTA: math.nan if baseline is None else means[headline] - baseline,
+                DELTA: math.nan if baseline is None else summaries[headline][0] - baseline,
                 "n": len(runs),
-                **{f"{HEADERS[m]}{STD}": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-                   for m, v in values.items()}})
+                **{f"{HEADERS[m]}{STD}": std for m, (_, std) in summaries.items()}})
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -495,11 +502,11 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
         groups.setdefault(label, []).append(row)
         changes[label] = changed
     header = HEADERS[metric]
-    means = {label: float(np.mean([_number(r["metrics"].get(metric)) * 100 for r in runs]))
-             for label, runs in groups.items()}
+    groups = {label: _latest_per_seed(runs) for label, runs in groups.items()}
+    summaries = {label: _over_seeds(runs, metric) for label, runs in groups.items()}
+    means = {label: mean for label, (mean, _) in summaries.items()}
     records = []
     for label, runs in groups.items():
-        values = [_number(run["metrics"].get(metric)) * 100 for run in runs]
         match = next((r for r in (paper or {}).get("rows", []) if r["setting"] == changes[label]),
                      None)
         paper_value = paper["reference"] if paper and label == "reference" else \
@@ -510,8 +517,7 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
                         f"paper {header}": paper_value,
                         f"paper {DELTA}": paper_value - paper["reference"] if paper
                         else math.nan,
-                        f"{header}{STD}": float(np.std(values, ddof=1)) if len(values) > 1
-                        else math.nan})
+                        f"{header}{STD}": summaries[label][1]})
     title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
              f"{header}" + (f"; paper: {paper['table']} ({paper['dataset']} {paper['split']})"
                             if paper else ""))
