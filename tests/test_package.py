@@ -55,7 +55,7 @@ def test_configs_are_package_data_and_a_folder_can_replace_them(tmp_path, monkey
 @pytest.mark.slow
 def test_a_wheel_install_without_the_source_tree_runs_bench(tmp_path):
     """`pip install` of the built wheel (not editable) into a fresh environment whose only other
-    packages are the dependencies, then `vosbench list` and a 2-step bench from an empty folder."""
+    packages are the dependencies, then `vosbench list` and a 5-step bench from an empty folder."""
     source = tmp_path / "source"  # a copy of the tracked files: the build writes build/ there
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True,
                              text=True).stdout.split()
@@ -87,7 +87,7 @@ def test_a_wheel_install_without_the_source_tree_runs_bench(tmp_path):
     env = {**os.environ, "VOSBENCH_CACHE": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
     env.pop("VOSBENCH_CONFIGS", None)
     bench = subprocess.run([*vosbench_command, "bench", "--method", "fcn", "--trainer.max_steps",
-                            "2", "--model.init_args.input_size", "[48, 80]",
+                            "5", "--model.init_args.input_size", "[48, 80]",
                             "--data.init_args.transform.init_args.size", "[48, 80]",
                             "--model.init_args.crf", "null", "--wandb_mode", "disabled"],
                            cwd=empty, env=env, capture_output=True, text=True, timeout=1800)

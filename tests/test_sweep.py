@@ -2,7 +2,11 @@
 the shipped sweep files; the online path against a stand-in for the W&B API."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -102,6 +106,77 @@ def test_a_failed_trial_is_recorded_the_others_finish_and_a_rerun_retries_it(
     assert Path(finished["row"]).stat().st_mtime == finished_row
 
 
+def records_of(folder: Path) -> list[dict]:
+    return [json.loads(path.read_text())
+            for path in sorted(folder.glob("trials/*.json"), key=lambda path: int(path.stem))]
+
+
+def start_sweep(path: Path, cwd: Path) -> subprocess.Popen:
+    """`vosbench sweep FILE` in a process group of its own (its trials join it)."""
+    return subprocess.Popen([sys.executable, "-m", "vosbench.cli", "sweep", str(path)], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for_running(cwd: Path, trial: int, process: subprocess.Popen) -> Path:
+    """The sweep's folder once `trial` runs (its bench started a second ago)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        for record in cwd.glob(f"sweeps/*/trials/{trial}.json"):
+            if json.loads(record.read_text())["status"] == "running":
+                time.sleep(1)
+                return record.parent.parent
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError(f"trial {trial} never ran: {process.communicate()[1]}")
+
+
+def test_an_interrupted_sweep_goes_on_with_no_finished_trial_run_twice(
+        synthetic_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, small_fcn(synthetic_root, seed_everything=[0, 1, 2, 3]))
+    # a lost node: the sweep and its trial die at once, mid-trial 2
+    process = start_sweep(path, tmp_path)
+    folder = wait_for_running(tmp_path, 2, process)
+    first = records_of(folder)[0]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert [r["status"] for r in records_of(folder)] == ["finished", "running"]
+    assert len(list(Path("results").glob("*.json"))) == 1
+    # Ctrl-C or SIGTERM to the sweep alone, mid-trial 3 of the rerun: the trial is stopped too
+    # (nothing runs on unattended) and recorded as interrupted
+    process = start_sweep(path, tmp_path)
+    wait_for_running(tmp_path, 3, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert "the same command goes on" in process.stderr.read()
+    assert [r["status"] for r in records_of(folder)] == ["finished", "finished", "interrupted"]
+    # the same command finishes the sweep: trials 3 and 4 run, 1 and 2 do not
+    assert vosbench_main(["sweep", str(path)]) == 0
+    records = records_of(folder)
+    assert records[0] == first and all(r["status"] == "finished" for r in records)
+    rows = [json.loads(p.read_text()) for p in Path("results").glob("*.json")]  # all complete
+    assert sorted(row["trial"] for row in rows) == [1, 2, 3, 4]
+    assert sorted(row["config"]["seed_everything"] for row in rows) == [0, 1, 2, 3]
+    # killed after its trial wrote the results row: the row is taken, the trial not rerun
+    last = records[-1]
+    (folder / "trials/4.json").write_text(json.dumps({**last, "status": "running"}))
+    assert vosbench_main(["sweep", str(path)]) == 0
+    assert len(list(Path("results").glob("*.json"))) == 4
+    assert records_of(folder)[-1]["status"] == "finished"
+    assert records_of(folder)[-1]["row"] == last["row"]
+
+
+def test_one_sweep_runs_in_one_process_at_a_time(synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = small_fcn(synthetic_root, seed_everything=[0])
+    held = sweep.SweepFolder(Path("sweeps"), config)  # another process's sweep, as far as the
+    assert vosbench_main(["sweep", str(write_sweep(tmp_path, config))]) == 2  # lock goes
+    assert f"sweep {held.id} is being run by another process (pid {os.getpid()}" in \
+        capsys.readouterr().err
+    assert not list(Path("results").glob("*.json"))
+
+
 @pytest.mark.parametrize("name", ["agnn_K_N", "agnn_table6", "compare_tiny"])
 def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name):
     config = sweep.load_sweep(REPO / "configs/sweeps" / f"{name}.yaml")  # W&B's schema
@@ -143,6 +218,46 @@ def test_online_creates_the_sweep_on_the_server_and_runs_wandbs_agent(monkeypatc
     assert vosbench_main(["sweep", "--agent", "xyz789", "--project", "p"]) == 0
     assert calls == [("sweep", "grid", "p", "e"), ("agent", "abc123", "p", "e", 3),
                      ("agent", "xyz789", "p", None, None)]
+
+
+def test_wandb_mode_online_with_a_login_runs_the_sweep_online(monkeypatch):
+    import wandb
+
+    calls = []
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setattr(wandb, "login", lambda prompt, verify: not prompt and not verify)
+    monkeypatch.setattr(wandb, "sweep", lambda config, project, entity: "abc123")
+    monkeypatch.setattr(wandb, "agent", lambda sweep_id, project, entity, count: calls.append(
+        (sweep_id, os.environ["WANDB_MODE"])))
+    assert vosbench_main(["sweep", str(REPO / "configs/sweeps/agnn_K_N.yaml")]) == 0
+    assert calls == [("abc123", "online")]
+
+
+def test_a_wandb_agents_trial_is_a_sweep_trial_of_bench(tmp_path, monkeypatch):
+    # what W&B's agent gives the process of an online trial (wandb/wandb_agent.py)
+    from vosbench.lightning_cli import VOSCLI
+    from vosbench.results import sweep_fields
+    from vosbench.resume import wandb_run_id
+
+    parameters = tmp_path / "config-r1.yaml"
+    parameters.write_text("wandb_version: 1\n\nmethod:\n  value: agnn\n"
+                          "model.init_args.num_iterations:\n  value: 2\n")
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")
+    monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(parameters))
+    monkeypatch.setenv("WANDB_RUN_ID", "r1")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert sweep_fields() == {"sweep_id": "abc123", "trial": None, "trial_parameters": {
+        "method": "agnn", "model.init_args.num_iterations": 2}}
+    assert wandb_run_id(tmp_path, resuming=False) == "r1"
+    assert (tmp_path / "wandb_run_id").read_text() == "r1\n"
+    # and bench's W&B mode follows WANDB_MODE, which the agent sets to online for its trials
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cli = VOSCLI(["--config", str(REPO / "configs/trainer/cpu.yaml"),
+                  "--config", str(REPO / "configs/data/synthetic.yaml"),
+                  "--config", str(REPO / "configs/methods/fcn/tiny.yaml"),
+                  "--data.init_args.root", str(tmp_path / "data"),
+                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    assert cli.config.wandb_mode == "disabled" and len(cli.trainer.loggers) == 1
 
 
 def test_a_bad_sweep_file_is_named(tmp_path, capsys):

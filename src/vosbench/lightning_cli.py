@@ -124,10 +124,12 @@ class VOSCLI(LightningCLI):
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="the run folder runs/<run_name> (default: "
                                  "<method>-<dataset>-<date>-<time>)")
-        parser.add_argument("--wandb_mode", type=str, default="offline",
+        mode = os.environ.get("WANDB_MODE")
+        parser.add_argument("--wandb_mode", type=str,
+                            default=mode if mode in WANDB_MODES else "offline",
                             choices=list(WANDB_MODES),
-                            help="W&B: offline (default; `wandb sync` uploads later), online "
-                                 "(needs `wandb login`), disabled")
+                            help="W&B: offline (default, or $WANDB_MODE; `wandb sync` uploads "
+                                 "later), online (needs `wandb login`), disabled")
         parser.add_argument("--wandb_project", type=str, default="vosbench")
 
     @property

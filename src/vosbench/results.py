@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
 
 from vosbench.io import to_json, write_atomic
@@ -101,13 +102,21 @@ def results_row(cli, preset: str, results: dict, training_seconds: float,
 
 
 def sweep_fields() -> dict:
-    """The sweep trial a bench run is (`vosbench sweep` sets it in the environment), or nulls."""
+    """The sweep trial a bench run is, or nulls: `vosbench sweep` sets it in the environment;
+    a W&B agent's trial (online) has its sweep id there and its parameters in a file it names
+    ({key: {"value": value}}), and no trial number."""
     from vosbench.sweep import PARAMETERS_VARIABLE, SWEEP_ID_VARIABLE, TRIAL_VARIABLE
 
     trial = os.environ.get(TRIAL_VARIABLE)
     parameters = os.environ.get(PARAMETERS_VARIABLE)
-    return {"sweep_id": os.environ.get(SWEEP_ID_VARIABLE), "trial": trial and int(trial),
-            "trial_parameters": parameters and json.loads(parameters)}
+    if parameters is not None:
+        parameters = json.loads(parameters)
+    elif os.environ.get("WANDB_SWEEP_PARAM_PATH"):
+        given = yaml.safe_load(Path(os.environ["WANDB_SWEEP_PARAM_PATH"]).read_text())
+        parameters = {key: spec["value"] for key, spec in given.items()
+                      if key != "wandb_version"}
+    return {"sweep_id": os.environ.get(SWEEP_ID_VARIABLE) or os.environ.get("WANDB_SWEEP_ID"),
+            "trial": trial and int(trial), "trial_parameters": parameters}
 
 
 def write_row(results_dir: Path, row: dict) -> Path:

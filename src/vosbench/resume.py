@@ -12,6 +12,7 @@
 The training clips resume by themselves (`ClipLoader`'s state is in Lightning's loop state).
 """
 
+import os
 import random
 import secrets
 import signal
@@ -197,12 +198,14 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
 
 def wandb_run_id(run_dir: Path, resuming: bool) -> str:
     """The W&B run id of a run in `run_dir`: the one recorded there when the run resumes a
-    checkpoint (its W&B history continues), else a new one, recorded (by rank 0) for a later
+    checkpoint (its W&B history continues), else a new one (the id a W&B sweep agent gives its
+    trial in WANDB_RUN_ID, which ties the run to the sweep), recorded (by rank 0) for a later
     resume."""
     recorded = run_dir / WANDB_ID_FILE
     if resuming and recorded.is_file():
         return recorded.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    run_id = os.environ.get("WANDB_RUN_ID") or "".join(
+        secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     if rank_zero_only.rank == 0:
         write_atomic(recorded, run_id + "\n")
     return run_id

@@ -16,16 +16,26 @@ sweep id is a hash of the file's content, so the same command again (or `--resum
 finished trials are kept, failed or interrupted ones run again; a failed trial is recorded with
 its log and the sweep goes on; the exit status is 1 if a trial failed.
 
-Online (`--online`): `wandb.sweep` creates the sweep on the W&B server and `wandb.agent` runs its
-trials with the same command; `--agent SWEEP_ID` joins a sweep from another machine (W&B's agents
-are how a sweep spreads over machines). Online trials do not share fits.
+A sweep killed mid-trial (Ctrl-C, SIGTERM, SIGKILL, a lost node) goes on with the same command: its
+trial reruns under the same run folder, so `bench` resumes the fit from the last checkpoint there,
+and a trial whose results row was written before the kill is taken as finished. Results rows are
+written atomically: a row is complete or absent. Two processes cannot run one sweep at once.
+
+Online (`--online`, or when WANDB_MODE=online and a W&B login exist): `wandb.sweep` creates the
+sweep on the W&B server and `wandb.agent` runs its trials with the same command, W&B online;
+`--agent SWEEP_ID` joins a sweep from another machine (W&B's agents are how a sweep spreads over
+machines). Online trials do not share fits.
 """
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,13 +129,25 @@ def grid_size(config: dict) -> int | None:
 
 
 class SweepFolder:
-    """`<sweeps-dir>/<id>/`: sweep.yaml, and trials/<n>.json, one record per trial."""
+    """`<sweeps-dir>/<id>/`: sweep.yaml, and trials/<n>.json, one record per trial. Opening it
+    takes its lock (held until the process ends, however it ends), or InputError when another
+    process runs the sweep."""
 
     def __init__(self, root: Path, config: dict):
         self.path = root / sweep_id(config)
         self.id = sweep_id(config)
         (self.path / "trials").mkdir(parents=True, exist_ok=True)
         (self.path / "logs").mkdir(exist_ok=True)
+        self.lock = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.seek(0)
+            raise InputError(f"sweep {self.id} is being run by another process "
+                             f"({self.lock.read().strip()}; {self.path / 'lock'})") from None
+        self.lock.truncate(0)
+        self.lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        self.lock.flush()
         if not (self.path / "sweep.yaml").is_file():
             write_atomic(self.path / "sweep.yaml", yaml.safe_dump(config, sort_keys=False))
 
@@ -208,18 +230,58 @@ def run_trial(config: dict, folder: SweepFolder, record: dict, records: list[dic
                   started=time.time())
     folder.write(record)
     env = {**os.environ, SWEEP_ID_VARIABLE: folder.id, TRIAL_VARIABLE: str(record["trial"]),
-           PARAMETERS_VARIABLE: json.dumps(record["parameters"])}
-    with open(log, "w") as stream:
-        code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
-    row_path = find_row(results, folder.id, record["trial"]) if code == 0 else None
+           PARAMETERS_VARIABLE: json.dumps(record["parameters"]),
+           "WANDB_MODE": "disabled" if os.environ.get("WANDB_MODE") == "disabled" else "offline"}
+    with open(log, "a") as stream:  # a rerun's output follows the interrupted attempt's
+        try:  # an interrupt kills the trial (subprocess.run does) and stops the sweep
+            code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
+                                  env=env).returncode
+        except Interrupted:
+            record.update(status="interrupted", seconds=time.time() - record["started"])
+            folder.write(record)
+            raise
+    row = find_row(results, folder.id, record["trial"]) if code == 0 else None
+    return finish(config, folder, record, row, checkpoint, code, time.time())
+
+
+def finish(config: dict, folder: SweepFolder, record: dict, row_path: Path | None,
+           checkpoint: str | None, code: int, ended: float) -> dict:
+    """Record the trial as finished with its results row (failed without one)."""
     row = json.loads(row_path.read_text()) if row_path else None
     record.update(status="finished" if row else "failed", exit_code=code,
-                  seconds=time.time() - record["started"],
+                  seconds=ended - record["started"],
                   row=None if row_path is None else str(row_path),
                   metric=None if row is None else metric_value(config, row),
                   checkpoint=checkpoint or (row and resolved_checkpoint(row)))
     folder.write(record)
     return record
+
+
+def written_before_interrupt(results: Path, folder: SweepFolder, record: dict) -> Path | None:
+    """The results row an interrupted trial wrote in its last attempt before the kill, if any."""
+    if record["status"] not in ("running", "interrupted"):
+        return None
+    row = find_row(results, folder.id, record["trial"])
+    return row if row and row.stat().st_mtime >= record["started"] else None
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT reached the sweep; the signal's name."""
+
+
+@contextlib.contextmanager
+def interrupts_raised():
+    """SIGTERM and SIGINT raise Interrupted in the block (then the handlers are restored)."""
+    def interrupt(number, frame):
+        raise Interrupted(signal.Signals(number).name)
+
+    before = {number: signal.signal(number, interrupt)
+              for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def resolved_checkpoint(row: dict) -> str | None:
@@ -251,6 +313,13 @@ def run_offline(path: Path, sweeps_dir: Path, results: Path, count: int | None) 
     total = grid_size(config) or count or config.get("run_cap")
     print(f"sweep {folder.id} ({path}): {total or 'unbounded'} trials; state in {folder.path}")
     retry = [record for record in records if record["status"] != "finished"]
+    for record in list(retry):
+        if row := written_before_interrupt(results, folder, record):
+            finish(config, folder, record, row, record.get("shared_checkpoint"), 0,
+                   row.stat().st_mtime)
+            retry.remove(record)
+            print(f"trial {record['trial']}: finished, its results row written before the "
+                  f"interruption")
     done = []
     while count is None or len(done) < count:
         if retry:
@@ -278,8 +347,18 @@ def run_online(path: Path | None, agent: str | None, project: str, entity: str |
 
     sweep = agent or wandb.sweep(load_sweep(path), project=project, entity=entity)
     print(f"W&B sweep {sweep}; more machines join with: vosbench sweep --agent {sweep}")
+    os.environ["WANDB_MODE"] = "online"  # the trials' bench runs log to the sweep's server
     wandb.agent(sweep, project=project, entity=entity, count=count)
     return 0
+
+
+def online_by_default() -> bool:
+    """WANDB_MODE=online and a W&B login (an API key; nothing is asked of the server)."""
+    if os.environ.get("WANDB_MODE") != "online":
+        return False
+    import wandb
+
+    return wandb.login(prompt=False, verify=False)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -307,11 +386,16 @@ def main(argv: list[str] | None = None, prog: str = "vosbench sweep") -> int:
             args.file = args.sweeps_dir / args.resume / "sweep.yaml"
             if not args.file.is_file():
                 raise InputError(f"--resume {args.resume}: no sweep {args.file}")
-        if args.online or args.agent:
+        if args.online or args.agent or (args.resume is None and online_by_default()):
             return run_online(args.file, args.agent, args.project, args.entity, args.count)
         if args.file is None:
             raise InputError("give a sweep file (configs/sweeps/…), --resume ID or --agent ID")
-        return run_offline(args.file, args.sweeps_dir, args.results, args.count)
+        with interrupts_raised():
+            return run_offline(args.file, args.sweeps_dir, args.results, args.count)
     except InputError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as signal_name:
+        print(f"{prog}: {signal_name}: the trial running was stopped; the same command goes on "
+              f"from it", file=sys.stderr)
+        return 128 + signal.Signals[str(signal_name)].value
