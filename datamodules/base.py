@@ -213,6 +213,12 @@ class VOSDataModule(pl.LightningDataModule):
         self.static_batch_size = static_batch_size or batch_size
         self.videos: dict[str, list[Video]] = {}
 
+    @property
+    def label(self) -> str:
+        """The dataset as results rows and leaderboard tables name it: `dataset`, or a variant
+        of it."""
+        return self.dataset
+
     def setup(self, stage: str | None = None) -> None:
         """Read the video lists of the splits `stage` needs (fit: train and val)."""
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from vosbench.datamodules.base import VOSDataModule
-from vosbench.datamodules.synthesis import FORMAT_VERSION, write_synthetic_dataset
+from vosbench.datamodules.synthesis import FORMAT_VERSION, check_variant, write_synthetic_dataset
 
 
 class DAVIS2016DataModule(VOSDataModule):
@@ -68,22 +68,40 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vosbench"
 
 
+def cache_folder_name(seed: int, variant: str) -> str:
+    """The cache folder of a synthetic set, e.g. synthetic-v2-seed0 (the default variant) or
+    synthetic-camouflage-v2-seed0."""
+    prefix = "synthetic" if variant == "default" else f"synthetic-{variant}"
+    return f"{prefix}-v{FORMAT_VERSION}-seed{seed}"
+
+
 class SyntheticDataModule(VOSDataModule):
     """The built-in synthetic dataset (DAVIS 2017 layout, 72 train / 16 val videos).
 
     Args:
-        root: the dataset folder; None: a folder per seed and generator version in the cache
-            (see `cache_root`), written on first use (`prepare_data`, once per machine).
+        root: the dataset folder; None: a folder per variant, seed and generator version in the
+            cache (see `cache_root`), written on first use (`prepare_data`, once per machine).
         seed: the generator seed.
+        variant: "default", or "camouflage" (objects in the distractors' colours: only motion
+            tells them apart; see `synthesis.render_video`).
         kwargs: the VOSDataModule arguments (splits, sampler, transform, flow, …).
     """
 
     dataset = "synthetic"
 
-    def __init__(self, root: str | Path | None = None, seed: int = 0, **kwargs):
-        root = root or cache_root() / f"synthetic-v{FORMAT_VERSION}-seed{seed}"
+    def __init__(self, root: str | Path | None = None, seed: int = 0, variant: str = "default",
+                 **kwargs):
+        check_variant(variant)
+        root = root or cache_root() / cache_folder_name(seed, variant)
         super().__init__(root, **kwargs)
         self.seed = seed
+        self.variant = variant
+
+    @property
+    def label(self) -> str:
+        """"synthetic", or "synthetic-camouflage": the variants are different tasks, each with
+        its own leaderboard table."""
+        return self.dataset if self.variant == "default" else f"{self.dataset}-{self.variant}"
 
     def prepare_data(self) -> None:
         """Write the dataset unless it is there (a folder of another process finishing first is
@@ -91,7 +109,7 @@ class SyntheticDataModule(VOSDataModule):
         if self.is_written():
             return
         try:
-            write_synthetic_dataset(self.root, self.seed, progress=True)
+            write_synthetic_dataset(self.root, self.seed, progress=True, variant=self.variant)
         except OSError:
             if not self.is_written():
                 raise

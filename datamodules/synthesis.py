@@ -13,6 +13,10 @@ Format 1 drew each distractor in the style of an object (a twin with fresh noise
 could tell them apart, which capped a perfect appearance-only segmenter at J 0.63 on the val
 split and left zero-shot methods without motion input nothing to learn in minutes.
 
+The "camouflage" variant brings that test back on purpose: the same videos (layout, motion,
+camera, textures' patterns, lighting, noise, encoding), but the objects take clutter colours as
+the distractors do, so that only motion tells them apart.
+
 Each sequence draws from its own generator seeded by (seed, split, index), so the files are
 byte-identical for a seed however many worker processes generate them.
 """
@@ -34,6 +38,7 @@ from vosbench.io import write_label_png
 
 # Bump when the generator's output changes: cached copies of the set are keyed by it.
 FORMAT_VERSION = 2
+VARIANTS = ("default", "camouflage")
 HEIGHT, WIDTH = 240, 432
 VOID = 255
 SPLIT_CODES = {"train": 0, "val": 1}
@@ -173,11 +178,17 @@ def random_style(rng: np.random.Generator, hue: float, hue_spread: float) -> Tex
     )
 
 
+def clutter_colours(rng: np.random.Generator, background: TextureStyle) -> np.ndarray:
+    """(3, 3) float RGB colours in 0..255 of clutter: the background's, each 15 % darker to
+    15 % brighter."""
+    return background.colours * rng.uniform(0.85, 1.15, size=(3, 1))
+
+
 def clutter_style(rng: np.random.Generator, background: TextureStyle) -> TextureStyle:
-    """A distractor's style: the background's colours, each 15 % darker to 15 % brighter, with
-    a texture of its own (feature size, stripes, blobs, grain drawn afresh)."""
+    """A distractor's style: clutter colours with a texture of its own (feature size, stripes,
+    blobs, grain drawn afresh)."""
     fresh = random_style(rng, 0.0, 0.0)
-    return replace(fresh, colours=background.colours * rng.uniform(0.85, 1.15, size=(3, 1)))
+    return replace(fresh, colours=clutter_colours(rng, background))
 
 
 def render_texture(rng: np.random.Generator, style: TextureStyle, height: int,
@@ -407,10 +418,19 @@ def lighting(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarray, np.
     return gain[:, None] * cast, offset
 
 
-def render_video(seed: int, split: str, index: int,
-                 frame_range: tuple[int, int] = (25, 35)) -> SyntheticVideo:
+def check_variant(variant: str) -> None:
+    """Raise ValueError unless `variant` is one of VARIANTS."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown synthetic dataset variant {variant!r}; "
+                         f"known: {', '.join(VARIANTS)}")
+
+
+def render_video(seed: int, split: str, index: int, frame_range: tuple[int, int] = (25, 35),
+                 variant: str = "default") -> SyntheticVideo:
     """Render sequence `index` of `split` for `seed`, with a frame count in frame_range
-    (inclusive). Deterministic in its arguments."""
+    (inclusive), in one of VARIANTS ("camouflage": the objects in clutter colours, like the
+    distractors). Deterministic in its arguments."""
+    check_variant(variant)
     rng = sequence_rng(seed, split, index)
     num_frames = int(rng.integers(frame_range[0], frame_range[1] + 1))
     num_objects = int(rng.integers(1, 4))
@@ -423,6 +443,13 @@ def render_video(seed: int, split: str, index: int,
     object_hues = hue + rng.choice([-1.0, 1.0], size=num_objects) * rng.uniform(
         0.25, 0.5, size=num_objects)
     object_styles = [random_style(rng, object_hue, 0.05) for object_hue in object_hues]
+    if variant == "camouflage":
+        # The objects keep their textures (drawn as the distractors' are) but take clutter
+        # colours, as the distractors do. A generator of their own draws those colours, so that
+        # every other draw is the default video's.
+        colour_rng = np.random.default_rng([seed, SPLIT_CODES[split], index, 1])
+        object_styles = [replace(style, colours=clutter_colours(colour_rng, background_style))
+                         for style in object_styles]
     canvas = render_background(rng, background_style, round(CANVAS_MARGIN * HEIGHT * MAX_ZOOM),
                                round(CANVAS_MARGIN * WIDTH * MAX_ZOOM))
     camera = random_camera(rng, num_frames)
@@ -498,13 +525,13 @@ def sequence_name(split: str, index: int) -> str:
     return f"synth-{split}-{index:03d}"
 
 
-def generate_sequence(task: tuple[Path, int, str, int, tuple[int, int]]) -> dict:
-    """Render and write one sequence; task is (root, seed, split, index, frame_range).
+def generate_sequence(task: tuple[Path, int, str, int, tuple[int, int], str]) -> dict:
+    """Render and write one sequence; task is (root, seed, split, index, frame_range, variant).
 
     Returns its db_info entry: name, attributes, num_frames, split, num_objects.
     """
-    root, seed, split, index, frame_range = task
-    video = render_video(seed, split, index, frame_range)
+    root, seed, split, index, frame_range, variant = task
+    video = render_video(seed, split, index, frame_range, variant)
     name = sequence_name(split, index)
     write_video(root, name, video)
     return {"name": name, "attributes": video.attributes, "num_frames": len(video.frames),
@@ -541,24 +568,27 @@ def write_index_files(root: Path, entries: list[dict]) -> None:
 
 def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, *, progress: bool = False,
                             num_train: int = 72, num_val: int = 16,
-                            frame_range: tuple[int, int] = (25, 35), workers: int = 2) -> dict:
-    """Write the synthetic dataset for `seed` to out_dir in the DAVIS 2017 480p layout.
+                            frame_range: tuple[int, int] = (25, 35), workers: int = 2,
+                            variant: str = "default") -> dict:
+    """Write the synthetic dataset for `seed` in `variant` (one of VARIANTS, see render_video)
+    to out_dir in the DAVIS 2017 480p layout.
 
     Frames are 240×432 (H×W); frame counts are drawn from frame_range (inclusive). The set is
     built in a temporary sibling folder and renamed to out_dir at the end, so an interrupted run
     leaves no out_dir. Refuses an out_dir that exists and is not an empty folder. `workers`
     processes render the sequences (1: in this process); the bytes do not depend on it.
 
-    Returns {"root", "seed", "size": [H, W], "splits": {"train": [...], "val": [...]},
+    Returns {"root", "seed", "variant", "size": [H, W], "splits": {"train": [...], "val": [...]},
     "num_frames": {name: T}, "object_ids": {name: [1..K]}}.
     """
+    check_variant(variant)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: exists and is not an empty folder; "
                               "refusing to overwrite it (choose another --out or remove it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    tasks = [(staging, seed, split, index, frame_range)
+    tasks = [(staging, seed, split, index, frame_range, variant)
              for split, count in (("train", num_train), ("val", num_val))
              for index in range(count)]
     try:
@@ -579,6 +609,7 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, *, progress: boo
     return {
         "root": str(out_dir),
         "seed": seed,
+        "variant": variant,
         "size": [HEIGHT, WIDTH],
         "splits": {split: sorted(e["name"] for e in entries if e["split"] == split)
                    for split in SPLIT_CODES},

@@ -118,10 +118,10 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
 def test_synthetic_datamodule_writes_its_cache_once(tmp_path, monkeypatch):
     calls = []
 
-    def small_set(root, seed, progress):
+    def small_set(root, seed, progress, variant):
         calls.append(root)
         return write_synthetic_dataset(root, seed, num_train=2, num_val=1, frame_range=(4, 5),
-                                       workers=1)
+                                       workers=1, variant=variant)
 
     monkeypatch.setenv("VOSBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(families, "write_synthetic_dataset", small_set)
@@ -133,6 +133,24 @@ def test_synthetic_datamodule_writes_its_cache_once(tmp_path, monkeypatch):
     data.setup("fit")
     assert len(data.videos["train"]) == 2 and len(data.videos["val"]) == 1
     assert next(iter(data.train_dataloader())).frames.shape == (2, 1, 3, 24, 40)
+
+
+def test_synthetic_datamodule_keys_its_cache_and_label_by_variant(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setenv("VOSBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(families, "write_synthetic_dataset",
+                        lambda root, seed, progress, variant: written.append((root, variant)))
+    default = SyntheticDataModule(seed=3)
+    camouflage = SyntheticDataModule(seed=3, variant="camouflage")
+    assert default.root == tmp_path / f"synthetic-v{families.FORMAT_VERSION}-seed3"
+    assert camouflage.root == tmp_path / f"synthetic-camouflage-v{families.FORMAT_VERSION}-seed3"
+    camouflage.prepare_data()
+    assert written == [(camouflage.root, "camouflage")]
+    # results rows and leaderboard tables keep the variants apart
+    assert (default.label, camouflage.label) == ("synthetic", "synthetic-camouflage")
+    assert default.dataset == camouflage.dataset == "synthetic"  # the reader and protocols
+    with pytest.raises(ValueError, match="'mimicry'; known: default, camouflage"):
+        SyntheticDataModule(variant="mimicry")
 
 
 def test_synthetic_datamodule_refuses_a_foreign_folder(tmp_path):
@@ -164,7 +182,10 @@ def test_shipped_data_configs_build_their_datamodule(config):
     parser.add_subclass_arguments(VOSDataModule, "data")
     data = parser.instantiate(parser.parse_path(config)).data
     assert isinstance(data, VOSDataModule) and data.batch_size == 2
-    assert data.dataset == config.stem
+    dataset, _, variant = config.stem.partition("_")  # e.g. synthetic_camouflage
+    assert data.dataset == dataset
+    if isinstance(data, SyntheticDataModule):
+        assert data.variant == (variant or "default")
 
 
 def test_samplers_transforms_and_flow_are_configurable(tmp_path):

@@ -11,6 +11,7 @@ from PIL import Image
 from vosbench.datamodules import synthesis
 from vosbench.datamodules.synthesis import render_video, write_synthetic_dataset
 from vosbench.io import DAVIS_PALETTE
+from vosbench.metrics import region
 
 SMALL = {"num_train": 3, "num_val": 2, "frame_range": (8, 10)}
 
@@ -133,6 +134,81 @@ def test_objects_stand_out_from_the_background_and_distractors_blend_in():
         distractor = chroma_distance(video, video.distractor_visible)
         for obj in range(1, video.num_objects + 1):
             assert chroma_distance(video, video.labels == obj) > max(20.0, 2 * distractor)
+
+
+@pytest.fixture(scope="module")
+def camouflaged():
+    """The first 8 val videos of seed 0 in the camouflage variant, 4 frames each."""
+    return [render_video(0, "val", index, frame_range=(4, 4), variant="camouflage")
+            for index in range(8)]
+
+
+def test_camouflage_changes_only_the_objects_colours():
+    for index in range(2):
+        default = render_video(0, "val", index, frame_range=(4, 4))
+        camouflage = render_video(0, "val", index, frame_range=(4, 4), variant="camouflage")
+        assert np.array_equal(camouflage.labels, default.labels)
+        assert np.array_equal(camouflage.distractor_visible, default.distractor_visible)
+        assert (camouflage.attributes, camouflage.jpeg_quality) == (default.attributes,
+                                                                    default.jpeg_quality)
+        objects = (default.labels > 0) & (default.labels < 255)
+        near_objects = np.stack([cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8))
+                                 for mask in default.labels > 0]).astype(bool)
+        difference = np.abs(camouflage.frames.astype(int) - default.frames).sum(axis=-1)
+        assert not difference[~near_objects].any()  # background, distractors, noise: the same
+        assert difference[objects].mean() > 30
+
+
+def test_camouflaged_objects_have_no_colour_cue(camouflaged):
+    for video in camouflaged:
+        distractor = chroma_distance(video, video.distractor_visible)
+        for obj in range(1, video.num_objects + 1):
+            # the default's objects lie over 20 away (see the test above)
+            assert chroma_distance(video, video.labels == obj) < min(8.0, distractor + 5.0)
+
+
+def test_an_appearance_only_segmenter_confuses_camouflaged_objects_with_distractors(camouflaged):
+    """A perfect appearance-only segmenter finds every shape that looks like an object: the
+    objects and the visible distractors. Its J (objects binarised, void left out) stays low."""
+    video_j, distractor_share = [], []
+    for video in camouflaged:
+        objects = (video.labels > 0) & (video.labels < 255)
+        prediction = objects | video.distractor_visible
+        video_j.append(np.mean([region.jaccard(objects[t], prediction[t], video.labels[t] == 255)
+                                for t in range(len(video.labels))]))
+        distractor_share.append(video.distractor_visible.sum() / prediction.sum())
+    assert min(distractor_share) > 0.05 and np.mean(distractor_share) > 0.3
+    assert np.mean(video_j) < 0.7  # measured 0.48 here, 0.50 on the 16 full-length val videos
+
+
+def test_synth_command_writes_the_camouflage_variant(tmp_path, monkeypatch, capsys):
+    from vosbench.cli import main as vosbench_main
+
+    tiny = {"num_train": 1, "num_val": 1, "frame_range": (3, 3), "workers": 1}
+    real_writer = synthesis.write_synthetic_dataset
+    monkeypatch.setattr(synthesis, "write_synthetic_dataset",
+                        lambda out, seed, progress, variant: real_writer(
+                            out, seed, progress=progress, variant=variant, **tiny))
+    assert vosbench_main(["data", "synth", "--out", str(tmp_path / "cli"), "--variant",
+                          "camouflage", "--quiet"]) == 0
+    written = all_files(tmp_path / "cli")
+    assert written == all_files(Path(real_writer(tmp_path / "direct", variant="camouflage",
+                                                 **tiny)["root"]))
+    default = all_files(Path(real_writer(tmp_path / "default", **tiny)["root"]))
+    assert written.keys() == default.keys()
+    for path, data in written.items():  # same masks and lists, other images
+        assert (data == default[path]) != path.endswith(".jpg"), path
+
+    assert vosbench_main(["data", "synth", "--out", str(tmp_path / "bad"), "--variant",
+                          "mimicry"]) == 2
+    assert capsys.readouterr().err == ("vosbench data synth: error: --variant mimicry: no such "
+                                       "variant; known: default, camouflage\n")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="'mimicry'; known: default, camouflage"):
+        real_writer(tmp_path / "bad", variant="mimicry")
+    with pytest.raises(ValueError, match="'mimicry'; known: default, camouflage"):
+        render_video(0, "val", 0, variant="mimicry")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_same_seed_same_bytes_whatever_the_workers_other_seed_differs(dataset, tmp_path):

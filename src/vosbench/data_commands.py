@@ -20,6 +20,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                     "Annotations/db_info.yml). The same seed gives byte-identical files.")
     synth.add_argument("--out", required=True, type=Path, help="new (or empty) folder to write")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--variant", default="default",
+                       help="default, or camouflage: the objects in the distractors' colours, "
+                            "so that only motion tells them apart (default: default)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     check = commands.add_parser(
         "check", help="validate a dataset folder and print its summary",
@@ -53,12 +56,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def synth(args: argparse.Namespace) -> None:
-    from vosbench.datamodules.synthesis import write_synthetic_dataset
+    from vosbench.datamodules.synthesis import VARIANTS, write_synthetic_dataset
 
+    if args.variant not in VARIANTS:
+        raise InputError(f"--variant {args.variant}: no such variant; known: "
+                         f"{', '.join(VARIANTS)}")
     start = time.perf_counter()
-    summary = write_synthetic_dataset(args.out, args.seed, progress=not args.quiet)
+    summary = write_synthetic_dataset(args.out, args.seed, progress=not args.quiet,
+                                      variant=args.variant)
     if not args.quiet:
-        print(f"wrote the synthetic dataset (seed {args.seed}) to {args.out} in "
+        print(f"wrote the synthetic dataset ({args.variant}, seed {args.seed}) to {args.out} in "
               f"{time.perf_counter() - start:.1f} s: {summary_text(summary)}")
 
 
