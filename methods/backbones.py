@@ -1,5 +1,6 @@
-"""Backbones shared by the methods: timm ResNets as dilated feature extractors, weights from a
-local file only, ImageNet input normalisation, and DeepLabV3's ASPP head (AGNN's node embedding).
+"""Backbones shared by the methods: timm ResNets as dilated feature extractors or as five stages
+run one by one, weights from a local file only, ImageNet input normalisation, and DeepLabV3's ASPP
+head (AGNN's node embedding).
 """
 
 from pathlib import Path
@@ -66,6 +67,38 @@ class ResNetEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images → (B, C, H/s, W/s) features."""
         return self.body(images)[-1]
+
+
+class StagedResNet(nn.Module):
+    """A timm ResNet as five stages run one by one, for encoders that change a stage's output
+    before the next stage takes it (AMC-Net's appearance branch): stage 0 the stem (convolution,
+    BatchNorm, ReLU; stride 2), stage 1 max pooling and layer1 (stride 4), stages 2–4 layer2–4
+    (strides 8, 16, 32). ResNet-101: 64/256/512/1024/2048 channels; ResNet-18: 64/64/128/256/512.
+
+    Args:
+        name: timm model name.
+        weights: a local state_dict file (ImageNet weights), or None for random initialisation.
+    """
+
+    def __init__(self, name: str = "resnet101", weights: str | None = None):
+        super().__init__()
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+        if weights is not None:
+            load_weights(model, weights, f"timm {name}")
+        self.stages = nn.ModuleList([
+            nn.Sequential(model.conv1, model.bn1, model.act1),
+            nn.Sequential(model.maxpool, model.layer1),
+            model.layer2, model.layer3, model.layer4])
+        self.channels = [info["num_chs"] for info in model.feature_info]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised images → the five stages' features, (B, C_i, H/2^(i+1),
+        W/2^(i+1)) for i = 0 … 4."""
+        features = []
+        for stage in self.stages:
+            images = stage(images)
+            features.append(images)
+        return features
 
 
 class ASPP(nn.Module):

@@ -16,7 +16,7 @@ def check_optimizer(name: str) -> None:
 def make_optimizer(name: str, groups: list[dict], momentum: float,
                    weight_decay: float) -> torch.optim.Optimizer:
     """SGD with `momentum` or AdamW (momentum unused) over parameter groups that each carry
-    their "lr"; `weight_decay` applies to every group."""
+    their "lr"; `weight_decay` applies to every group that does not set its own."""
     check_optimizer(name)
     if name == "adamw":
         return torch.optim.AdamW(groups, weight_decay=weight_decay)
@@ -31,3 +31,13 @@ def embedding_and_rest(model: nn.Module, embedding: nn.Module, lr: float,
     rest = [parameter for parameter in model.parameters() if id(parameter) not in in_embedding]
     return [{"params": list(embedding.parameters()), "lr": lr},
             {"params": rest, "lr": lr * rest_multiplier}]
+
+
+def weights_and_biases(model: nn.Module, lr: float, bias_lr_multiplier: float) -> list[dict]:
+    """Two parameter groups, the Caffe recipe AMC-Net trains with: every parameter but the biases
+    at `lr`, and the biases at lr × bias_lr_multiplier without weight decay."""
+    named = list(model.named_parameters())
+    biases = [parameter for name, parameter in named if name.endswith(".bias")]
+    rest = [parameter for name, parameter in named if not name.endswith(".bias")]
+    return [{"params": rest, "lr": lr},
+            {"params": biases, "lr": lr * bias_lr_multiplier, "weight_decay": 0.0}]

@@ -20,3 +20,12 @@ def warp_backward(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     # grid_sample wants coordinates in [-1, 1], pixel centres at the ends (align_corners=True)
     grid = torch.stack([2 * x / max(width - 1, 1) - 1, 2 * y / max(height - 1, 1) - 1], dim=-1)
     return F.grid_sample(values, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 2, H, W) flow in pixels (x, y) → (N, 2, h, w) at `size` = (h, w): the field resized
+    bilinearly (align_corners=False) and each displacement scaled to the new pixels (x by w / W,
+    y by h / H), as `ClipTransform` does to training clips."""
+    height, width = flow.shape[-2:]
+    scale = flow.new_tensor([size[1] / width, size[0] / height]).view(1, 2, 1, 1)
+    return F.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale

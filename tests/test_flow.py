@@ -230,6 +230,19 @@ def test_cache_layout_and_hits(tmp_path):
     assert CountingFarneback.calls == 4 and uncached.path(video, "forward", 1) is None
 
 
+def test_cache_true_caches_in_the_vosbench_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOSBENCH_CACHE", str(tmp_path / "vosbench"))
+    video = make_video(tmp_path / "frames", textured_frames(2))
+    provider = FlowProvider(cache=True)
+    provider.forward(video, 0)
+    assert (tmp_path / "vosbench" / "flow" / "toy" / "farneback" / "clip" / "forward" /
+            "00000.flo").is_file()
+    with pytest.raises(ValueError, match="not with a cache_dir of its own"):
+        FlowProvider(cache=True, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="nor with method 'files'"):
+        FlowProvider(method="files", files_root=tmp_path, cache=True)
+
+
 def test_cache_folder_depends_on_the_weights(tmp_path):
     one = save_raft_small(tmp_path / "one.pth", seed=0)
     two = save_raft_small(tmp_path / "two.pth", seed=1)

@@ -415,6 +415,25 @@ def test_agnn_table6_is_transcribed_with_its_printed_deltas():
                                                        80.7, 78.9]
 
 
+def test_an_ablation_row_finds_its_paper_value_in_any_table_of_the_metric(tmp_path):
+    """AMC-Net reports its ablations in Tables 1–3 (J&F, each against the full model, 83.7):
+    the number of MCMs comes from Table 1, that of supervised maps from Table 3."""
+    trials = [(5, 5, 0.80), (3, 5, 0.79), (5, 0, 0.78), (3, 0, 0.70)]
+    for number, (mcms, supervised, j_and_f) in enumerate(trials, start=1):
+        parameters = {"model.init_args.num_mcm": mcms,
+                      "model.init_args.num_supervised": supervised}
+        write_row(tmp_path, "amcnet", "tiny", *DAVIS16, davis_metrics(j_and_f, j_and_f),
+                  f"2026-11-21T07:0{number}:00Z", schema_version=2, sweep_id="s2",
+                  trial=number, trial_parameters=parameters, config=parameters)
+    title, table = ablation_table(load_rows(tmp_path), "s2")
+    assert title == ("sweep s2: amcnet (tiny) on davis2016 val, J&F; paper: Table 1, Table 2, "
+                     "Table 3, Table 1 (with CRF) (davis2016 val)")
+    assert list(table["Setting"]) == ["reference", "MCMs = 3", "supervised maps = 0",
+                                      "MCMs = 3, supervised maps = 0"]
+    assert list(table["paper J&F"]) == pytest.approx([83.7, 82.9, 81.5, math.nan], nan_ok=True)
+    assert list(table["paper Δ"]) == pytest.approx([0.0, -0.8, -2.2, math.nan], nan_ok=True)
+
+
 def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_path, capsys):
     # K × N′ on AGNN tiny (preset K = 3, N′ = 5), the reference with two seeds
     trials = [(3, 5, 0, 0.80), (3, 5, 1, 0.82), (2, 5, 0, 0.78), (3, 7, 0, 0.81), (2, 7, 0, 0.77)]

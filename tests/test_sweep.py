@@ -177,14 +177,28 @@ def test_one_sweep_runs_in_one_process_at_a_time(synthetic_root, tmp_path, monke
     assert not list(Path("results").glob("*.json"))
 
 
-@pytest.mark.parametrize("name", ["agnn_K_N", "agnn_table6", "compare_tiny"])
-def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name):
+@pytest.mark.parametrize("name", ["agnn_K_N", "agnn_table6", "compare_tiny", "compare_variants",
+                                  "amcnet_ablation", "amcnet_mcg_stages",
+                                  "amcnet_supervision"])
+def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name, tmp_path, monkeypatch):
+    from vosbench import bench
+    from vosbench.lightning_cli import VOSCLI
+
     config = sweep.load_sweep(REPO / "configs/sweeps" / f"{name}.yaml")  # W&B's schema
     parameters = engine_order(config)
     assert parameters and all(parameters[0]["preset"] == p["preset"] == "tiny"
                               for p in parameters)
-    command = sweep.command_line(config, parameters[0])
+    command = sweep.command_line(config, parameters[-1])
     assert command[1:4] == ["-m", "vosbench.cli", "bench"]
+    # bench takes every key: the last trial's config builds (its model and datamodule)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args, overrides = bench.build_parser("bench").parse_known_args(command[4:])
+    files = bench.config_files(args.method, args.data, args.preset, args.trainer,
+                               bench.config_root())
+    cli = VOSCLI([arg for path in files for arg in ("--config", str(path))] + overrides +
+                 ["--data.init_args.root", str(tmp_path / "data"),
+                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    assert cli.model.name == parameters[-1]["method"]
 
 
 def test_a_trials_command_passes_every_parameter_as_wandbs_args_do():

@@ -467,10 +467,11 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
 
     A row per setting (the values of the keys the trials vary, the seed aside), named by what
     it changes against the reference ("reference" for the reference itself): `reference`
-    ({dotted key: value}) or the method's preset values; the metric of the method's reported
-    ablation table (AGNN Table 6: J Mean), else the protocol's headline metric, in percent,
-    mean (and std) over the seeds and n; Δ against the reference row; and where the paper's
-    ablation table has the same change, its value and its Δ.
+    ({dotted key: value}) or the method's preset values; the metric of the method's first
+    reported ablation table (AGNN Table 6: J Mean), else the protocol's headline metric, in
+    percent, mean (and std) over the seeds and n; Δ against the reference row; and where one of
+    the paper's ablation tables of that metric has the same change, its value and its Δ against
+    that table's reference (AMC-Net's Tables 1–3 each have one).
     """
     trials = [row for row in rows if row.get("sweep_id") == sweep]
     if not trials:
@@ -483,14 +484,15 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
     key = (first["dataset"], first["split"], first["protocol"])
     # the paper's ablation table, on its own dataset (the sweep may run on another, e.g. the
     # synthetic default): the comparison is of the changes' direction and size, said in the title
-    papers = load_ablations(first["method"], folder)
-    paper = papers[0] if papers else None
+    paper = next(iter(load_ablations(first["method"], folder)), None)
     metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
+    papers = [table for table in load_ablations(first["method"], folder)
+              if table["metric"] == metric]
     varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
                      if name != "seed_everything" and len({json.dumps(r["config"].get(name))
                                                           for r in trials}) > 1})
     base = reference if reference is not None else preset_values(first)
-    names = (paper or {}).get("names", {})
+    names = {name: short for table in papers for name, short in table.get("names", {}).items()}
     groups: dict[str, list[dict]] = {}
     changes: dict[str, dict] = {}
     for row in sorted(trials, key=lambda row: row.get("trial") or 0):
@@ -507,19 +509,20 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
     means = {label: mean for label, (mean, _) in summaries.items()}
     records = []
     for label, runs in groups.items():
-        match = next((r for r in (paper or {}).get("rows", []) if r["setting"] == changes[label]),
-                     None)
+        table, match = next(((table, row) for table in papers for row in table["rows"]
+                             if row["setting"] == changes[label]), (paper, None))
         paper_value = paper["reference"] if paper and label == "reference" else \
             (match["value"] if match else math.nan)
         records.append({"Setting": label, header: means[label],
                         DELTA: means[label] - means["reference"] if "reference" in means
                         else math.nan, "n": len(runs),
                         f"paper {header}": paper_value,
-                        f"paper {DELTA}": paper_value - paper["reference"] if paper
+                        f"paper {DELTA}": paper_value - table["reference"] if table
                         else math.nan,
                         f"{header}{STD}": summaries[label][1]})
+    tables = ", ".join(table["table"] for table in papers)
     title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
-             f"{header}" + (f"; paper: {paper['table']} ({paper['dataset']} {paper['split']})"
+             f"{header}" + (f"; paper: {tables} ({paper['dataset']} {paper['split']})"
                             if paper else ""))
     return title, pd.DataFrame.from_records(records)
 

@@ -33,7 +33,9 @@ class FlowProvider:
     """Optical flow of video frames by `method`: "farneback" (default, no weights), "raft"
     (torchvision RAFT `arch` with the local `weights` file, on `device`, `num_flow_updates`
     refinements) or "files" (read precomputed `.flo` files under `files_root`, see the module
-    docstring). With a `cache_dir`, computed flow is written there and read back next time.
+    docstring). With a `cache_dir`, computed flow is written there and read back next time;
+    `cache=True` without one caches in the vosbench cache folder (`$VOSBENCH_CACHE/flow`, see
+    `vosbench.datamodules.families.cache_root`), as presets do.
 
     Picklable for DataLoader workers: RAFT is loaded on first use in each process.
     """
@@ -41,13 +43,20 @@ class FlowProvider:
     def __init__(self, method: str = "farneback", weights: str | Path | None = None,
                  arch: str = "raft_large", cache_dir: str | Path | None = None,
                  files_root: str | Path | None = None, device: str = "cpu",
-                 num_flow_updates: int = 12) -> None:
+                 num_flow_updates: int = 12, cache: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown flow method {method!r}; known: {', '.join(METHODS)}")
         if (files_root is None) == (method == "files"):
             raise ValueError("files_root is given with method 'files', and only then")
         if weights is not None and method != "raft":
             raise ValueError(f"weights are used by method 'raft' only, not {method!r}")
+        if cache and (cache_dir is not None or method == "files"):
+            raise ValueError("cache=True caches computed flow in the vosbench cache folder: "
+                             "not with a cache_dir of its own, nor with method 'files'")
+        if cache:
+            from vosbench.datamodules.families import cache_root
+
+            cache_dir = cache_root() / "flow"
         self.method = method
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.files_root = None if files_root is None else Path(files_root)
