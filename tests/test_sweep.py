@@ -167,6 +167,25 @@ def test_an_interrupted_sweep_goes_on_with_no_finished_trial_run_twice(
     assert records_of(folder)[-1]["row"] == last["row"]
 
 
+def test_a_row_counts_for_an_interrupted_trial_only_if_its_last_attempt_wrote_it(tmp_path):
+    from types import SimpleNamespace
+
+    row = tmp_path / "fcn-synthetic-val-1.json"
+    row.write_text(json.dumps({"sweep_id": "s", "trial": 2}))
+    written = row.stat().st_mtime
+    folder = SimpleNamespace(id="s")
+
+    def found(status, started):
+        return sweep.written_before_interrupt(tmp_path, folder, {"trial": 2, "status": status,
+                                                                 "started": started})
+
+    assert found("running", written - 5) == row and found("interrupted", written - 5) == row
+    assert found("running", written + 5) is None  # an earlier attempt's row
+    assert found("failed", written - 5) is None  # a failed trial runs again
+    assert sweep.written_before_interrupt(tmp_path, SimpleNamespace(id="t"), {
+        "trial": 2, "status": "running", "started": written - 5}) is None
+
+
 def test_one_sweep_runs_in_one_process_at_a_time(synthetic_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     config = small_fcn(synthetic_root, seed_everything=[0])
