@@ -418,10 +418,11 @@ def test_agnn_table6_is_transcribed_with_its_printed_deltas():
 def test_an_ablation_row_finds_its_paper_value_in_any_table_of_the_metric(tmp_path):
     """AMC-Net reports its ablations in Tables 1–3 (J&F, each against the full model, 83.7):
     the number of MCMs comes from Table 1, that of supervised maps from Table 3."""
-    trials = [(5, 5, 0.80), (3, 5, 0.79), (5, 0, 0.78), (3, 0, 0.70)]
-    for number, (mcms, supervised, j_and_f) in enumerate(trials, start=1):
+    trials = [(5, 5, "amcnet", 0.80), (3, 5, "amcnet", 0.79), (5, 0, "amcnet", 0.78),
+              (3, 0, "amcnet", 0.70), (5, 5, None, 0.77)]
+    for number, (mcms, supervised, crf, j_and_f) in enumerate(trials, start=1):
         parameters = {"model.init_args.num_mcm": mcms,
-                      "model.init_args.num_supervised": supervised}
+                      "model.init_args.num_supervised": supervised, "model.init_args.crf": crf}
         write_row(tmp_path, "amcnet", "tiny", *DAVIS16, davis_metrics(j_and_f, j_and_f),
                   f"2026-11-21T07:0{number}:00Z", schema_version=2, sweep_id="s2",
                   trial=number, trial_parameters=parameters, config=parameters)
@@ -429,9 +430,12 @@ def test_an_ablation_row_finds_its_paper_value_in_any_table_of_the_metric(tmp_pa
     assert title == ("sweep s2: amcnet (tiny) on davis2016 val, J&F; paper: Table 1, Table 2, "
                      "Table 3, Table 1 (with CRF) (davis2016 val)")
     assert list(table["Setting"]) == ["reference", "MCMs = 3", "supervised maps = 0",
-                                      "MCMs = 3, supervised maps = 0"]
-    assert list(table["paper J&F"]) == pytest.approx([83.7, 82.9, 81.5, math.nan], nan_ok=True)
-    assert list(table["paper Δ"]) == pytest.approx([0.0, -0.8, -2.2, math.nan], nan_ok=True)
+                                      "MCMs = 3, supervised maps = 0", "crf = null"]
+    # without the CRF: Table 1's last rows, whose reference is the model with the CRF (84.4)
+    assert list(table["paper J&F"]) == pytest.approx([83.7, 82.9, 81.5, math.nan, 83.7],
+                                                     nan_ok=True)
+    assert list(table["paper Δ"]) == pytest.approx([0.0, -0.8, -2.2, math.nan, -0.7],
+                                                   nan_ok=True)
 
 
 def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_path, capsys):

@@ -484,10 +484,10 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
     key = (first["dataset"], first["split"], first["protocol"])
     # the paper's ablation table, on its own dataset (the sweep may run on another, e.g. the
     # synthetic default): the comparison is of the changes' direction and size, said in the title
-    paper = next(iter(load_ablations(first["method"], folder)), None)
+    reported = load_ablations(first["method"], folder)
+    paper = reported[0] if reported else None
     metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
-    papers = [table for table in load_ablations(first["method"], folder)
-              if table["metric"] == metric]
+    papers = [table for table in reported if table["metric"] == metric]
     varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
                      if name != "seed_everything" and len({json.dumps(r["config"].get(name))
                                                           for r in trials}) > 1})

@@ -151,6 +151,10 @@ class SweepFolder:
         if not (self.path / "sweep.yaml").is_file():
             write_atomic(self.path / "sweep.yaml", yaml.safe_dump(config, sort_keys=False))
 
+    def close(self) -> None:
+        """Free the lock (a process that ends frees it too, however it ends)."""
+        self.lock.close()
+
     def records(self) -> list[dict]:
         files = sorted(self.path.glob("trials/*.json"), key=lambda path: int(path.stem))
         return [json.loads(path.read_text()) for path in files]
@@ -308,36 +312,36 @@ def progress(config: dict, record: dict, done: list[dict], total: int | None) ->
 
 def run_offline(path: Path, sweeps_dir: Path, results: Path, count: int | None) -> int:
     config = load_sweep(path)
-    folder = SweepFolder(sweeps_dir, config)
-    records = folder.records()
-    total = grid_size(config) or count or config.get("run_cap")
-    print(f"sweep {folder.id} ({path}): {total or 'unbounded'} trials; state in {folder.path}")
-    retry = [record for record in records if record["status"] != "finished"]
-    for record in list(retry):
-        if row := written_before_interrupt(results, folder, record):
-            finish(config, folder, record, row, record.get("shared_checkpoint"), 0,
-                   row.stat().st_mtime)
-            retry.remove(record)
-            print(f"trial {record['trial']}: finished, its results row written before the "
-                  f"interruption")
-    done = []
-    while count is None or len(done) < count:
-        if retry:
-            record = retry.pop(0)
-        else:
-            parameters = next_parameters(config, records)
-            if parameters is None or (total is not None and len(records) >= total):
-                break
-            record = {"trial": len(records) + 1,
-                      "parameters": {key: plain(value) for key, value in parameters.items()}}
-            records.append(record)
-        done.append(run_trial(config, folder, record, records, results))
-        print(progress(config, record, done, total), flush=True)
-    failed = [record["trial"] for record in folder.records() if record["status"] != "finished"]
-    if failed:
-        print(f"failed trials: {', '.join(map(str, failed))} (logs in {folder.path / 'logs'}); "
-              f"the same command runs them again")
-    return 1 if failed else 0
+    with contextlib.closing(SweepFolder(sweeps_dir, config)) as folder:  # frees the lock
+        records = folder.records()
+        total = grid_size(config) or count or config.get("run_cap")
+        print(f"sweep {folder.id} ({path}): {total or 'unbounded'} trials; state in {folder.path}")
+        retry = [record for record in records if record["status"] != "finished"]
+        for record in list(retry):
+            if row := written_before_interrupt(results, folder, record):
+                finish(config, folder, record, row, record.get("shared_checkpoint"), 0,
+                       row.stat().st_mtime)
+                retry.remove(record)
+                print(f"trial {record['trial']}: finished, its results row written before the "
+                      f"interruption")
+        done = []
+        while count is None or len(done) < count:
+            if retry:
+                record = retry.pop(0)
+            else:
+                parameters = next_parameters(config, records)
+                if parameters is None or (total is not None and len(records) >= total):
+                    break
+                record = {"trial": len(records) + 1,
+                          "parameters": {key: plain(value) for key, value in parameters.items()}}
+                records.append(record)
+            done.append(run_trial(config, folder, record, records, results))
+            print(progress(config, record, done, total), flush=True)
+        failed = [record["trial"] for record in folder.records() if record["status"] != "finished"]
+        if failed:
+            print(f"failed trials: {', '.join(map(str, failed))} (logs in {folder.path / 'logs'}); "
+                  f"the same command runs them again")
+        return 1 if failed else 0
 
 
 def run_online(path: Path | None, agent: str | None, project: str, entity: str | None,
