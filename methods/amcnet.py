@@ -47,6 +47,9 @@ from vosbench.methods.optimizers import check_optimizer, make_optimizer, weights
 from vosbench.methods.warping import resize_flow
 
 NUM_STAGES = 5
+FLOW_MISSING = ("amcnet needs optical flow: give the datamodule a flow provider "
+                "(data.init_args.flow: class_path vosbench.flow.FlowProvider; the amcnet presets "
+                "do)")
 
 
 def conv_bn_prelu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -101,7 +104,7 @@ class CoAttentionGate(nn.Module):
         gate: False: g^a = g^m = 1 ("w/o gate").
     """
 
-    def __init__(self, channels: int, hidden: tuple[int, ...], gate: bool = True):
+    def __init__(self, channels: int, hidden: tuple[int, ...], gate: bool):
         super().__init__()
         widths = (2 * channels, *hidden)
         self.gate = nn.Sequential(
@@ -155,8 +158,9 @@ class MotionCorrection(nn.Module):
         self.spatial = SpatialAttention() if attention else None
 
     def forward(self, decoder: torch.Tensor, appearance: torch.Tensor,
-                motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, r, h, w) U, E, G^m → (D, attention logits (B, 1, h, w) or None)."""
+                motion: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, r, h, w) U, E, G^m (unread, may be None, without attention) → (D, attention
+        logits (B, 1, h, w) or None)."""
         corrected = self.conv(torch.cat([decoder, appearance], 1))
         if self.channel is None:
             return corrected + decoder, None
@@ -177,9 +181,8 @@ class AMCNetwork(nn.Module):
         mcg_stages: the stages with an MCG (Table 2), the others add the modalities.
     """
 
-    def __init__(self, backbone: str = "resnet101", weights: str | None = None,
-                 reduced_channels: tuple[int, ...] = (32, 64, 128, 256, 512), num_mcm: int = 5,
-                 gate: bool = True, mcg_stages: tuple[int, ...] = (0, 1, 2, 3, 4)):
+    def __init__(self, backbone: str, weights: str | None, reduced_channels: tuple[int, ...],
+                 num_mcm: int, gate: bool, mcg_stages: tuple[int, ...]):
         super().__init__()
         self.appearance_encoder = StagedResNet(backbone, weights)
         self.motion_encoder = StagedResNet(backbone, weights)
@@ -189,7 +192,9 @@ class AMCNetwork(nn.Module):
             if i in mcg_stages else None
             for i, width in enumerate(reduced_channels)])
         self.reduce_appearance = nn.ModuleList(map(conv_bn_prelu, channels, reduced_channels))
-        self.reduce_motion = nn.ModuleList(map(conv_bn_prelu, channels, reduced_channels))
+        self.reduce_motion = nn.ModuleList([  # G^m is read by the MCMs and by Eq. 6 at the top
+            conv_bn_prelu(channels[i], width) if i < num_mcm or i == NUM_STAGES - 1 else None
+            for i, width in enumerate(reduced_channels)])
         self.blocks = nn.ModuleList([MotionCorrection(width, attention=i < num_mcm)
                                      for i, width in enumerate(reduced_channels)])
         self.project = nn.ModuleList([conv_bn_prelu(reduced_channels[i], reduced_channels[i - 1])
@@ -219,7 +224,8 @@ class AMCNetwork(nn.Module):
         W/2^(i+1)) for an MCM, None for a block without)."""
         fused, gated_motion = self.encode(images, motion)
         appearance = [reduce(e) for reduce, e in zip(self.reduce_appearance, fused)]
-        motion = [reduce(g) for reduce, g in zip(self.reduce_motion, gated_motion)]
+        motion = [None if reduce is None else reduce(g)
+                  for reduce, g in zip(self.reduce_motion, gated_motion)]
         decoder = global_co_attention(motion[-1], appearance[-1])  # Ê_4, the top's D_{i−1}
         attention = []
         for i in reversed(range(NUM_STAGES)):
@@ -290,7 +296,7 @@ class AMCNet(VOSMethod):
         """BCE on the output plus BCE on each supervised attention map against the mask
         resized (nearest) to its size; void left out everywhere."""
         if clip.flow is None:
-            raise InputError(self.needs_flow())
+            raise InputError(FLOW_MISSING)
         target, valid = (tensor.flatten(0, 1).float() for tensor in clip.foreground())
         logits, attention = self(clip.frames.flatten(0, 1), clip.flow.flatten(0, 1))
         losses = {"output": masked_bce(logits, target, valid)}
@@ -310,7 +316,7 @@ class AMCNet(VOSMethod):
         """(N, 1, H, W) foreground probabilities: each frame and its flow at `input_size`, the
         probability map resized back to the video's size."""
         if video.flow is None:
-            raise InputError(f"video {video.name!r}: {self.needs_flow()}")
+            raise InputError(f"video {video.name!r}: {FLOW_MISSING}")
         size, input_size = tuple(video.video.size), tuple(self.hparams.input_size)
         probabilities = []
         for frames, flow in zip(video.frames.split(self.hparams.frames_per_batch),
@@ -319,12 +325,6 @@ class AMCNet(VOSMethod):
                              resize_flow(flow.float(), input_size))
             probabilities.append(resize(torch.sigmoid(logits)[:, None], size))
         return torch.cat(probabilities)
-
-    @staticmethod
-    def needs_flow() -> str:
-        return ("amcnet needs optical flow: give the datamodule a flow provider "
-                "(data.init_args.flow: class_path vosbench.flow.FlowProvider; the amcnet presets "
-                "do)")
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +24,7 @@ from vosbench.methods.amcnet import (
     CoAttentionGate,
     MotionCorrection,
     SpatialAttention,
+    conv_bn_prelu,
     global_co_attention,
 )
 from vosbench.methods.warping import resize_flow
@@ -67,7 +69,7 @@ def literal_spatial_logits(module: SpatialAttention, x: torch.Tensor) -> torch.T
 
 
 def test_co_attention_gate_follows_equations_1_to_5():
-    gate = randomised(CoAttentionGate(channels=6, hidden=(4,)))
+    gate = randomised(CoAttentionGate(channels=6, hidden=(4,), gate=True))
     appearance, motion = torch.randn(2, 6, 5, 7), torch.randn(2, 6, 5, 7)
     # Eq. 1: the convolution's two maps, σ, then the average over the h·w positions
     maps = gate.gate(torch.cat([appearance, motion], 1))
@@ -160,6 +162,45 @@ def test_paper_preset_shapes_and_parameter_count():
     hp = model.hparams
     assert (hp.num_mcm, hp.num_supervised, hp.gate, tuple(hp.mcg_stages)) == (5, 5, True,
                                                                               (0, 1, 2, 3, 4))
+    # §4.1's recipe: SGD, momentum 0.9, weight decay 5e-4, lr 1e-3 with poly 0.9, 384×384
+    assert (hp.optimizer, hp.momentum, hp.weight_decay, hp.lr, hp.poly_power) == (
+        "sgd", 0.9, 5e-4, 1e-3, 0.9)
+    assert tuple(hp.input_size) == (384, 384) and hp.bias_lr_multiplier == 2
+
+
+def test_conv_bn_prelu_is_a_biasless_convolution_batchnorm_and_a_prelu_per_channel():
+    # 3×3 weights 4·8·9 = 288, BatchNorm's scale and shift 2·8, PReLU's slopes 8
+    assert count(conv_bn_prelu(4, 8)) == 288 + 16 + 8
+
+
+def test_the_gate_narrows_to_r_i_and_to_r_i_over_4_at_the_two_top_stages():
+    """The gate's convolution widths (the authors' code): r_i then 2 at stages 0–2, r_i, r_i / 4
+    then 2 at stages 3 and 4; "w/o gate" has none."""
+    def widths(gate):
+        return [m.out_channels for m in gate.gate.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    network = tiny_amcnet(reduced_channels=(8, 8, 8, 16, 32)).network
+    assert [widths(gate) for gate in network.gates] == [[8, 2], [8, 2], [8, 2], [16, 4, 2],
+                                                        [32, 8, 2]]
+    assert all(gate.gate is None for gate in tiny_amcnet(gate=False).network.gates)
+
+
+def test_the_encoders_both_load_the_weights_file(tmp_path):
+    source = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    network = tiny_amcnet(weights=str(tmp_path / "resnet18.pth")).network
+    for encoder in (network.appearance_encoder, network.motion_encoder):
+        assert torch.equal(encoder.stages[0][0].weight, source.conv1.weight)
+        assert torch.equal(encoder.stages[4][-1].conv2.weight, source.layer4[-1].conv2.weight)
+
+
+def test_every_parameter_gets_a_gradient():
+    """No module is built that the forward pass leaves out (DDP fails on unused parameters):
+    blocks that are not MCMs hold no attention, stages without MCG no gate."""
+    model = tiny_amcnet(num_mcm=3, mcg_stages=(0, 2), num_supervised=1).train()
+    clip = flow_clip(batch=2)
+    unlogged(model).training_step(clip, 0).backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
 
 
 @pytest.mark.slow
@@ -212,10 +253,15 @@ def test_stages_without_mcg_add_the_modalities_and_fewer_mcms_sit_at_the_finest_
                           motion_features[3])
 
 
-def test_invalid_options_are_rejected():
+def test_options_at_their_bounds_build_and_those_beyond_are_rejected():
+    plain = tiny_amcnet(num_mcm=0, num_supervised=0)  # no MCM: no attention map, none supervised
+    _, attention = plain.network(torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 3, SIZE, SIZE))
+    assert attention == [None] * 5
     with pytest.raises(ValueError, match="num_supervised"):
         tiny_amcnet(num_supervised=6)
-    with pytest.raises(ValueError, match="mcg_stages"):
+    with pytest.raises(ValueError, match="num_mcm"):
+        tiny_amcnet(num_mcm=6)
+    with pytest.raises(ValueError, match="among the stages 0–4"):
         tiny_amcnet(mcg_stages=(0, 5))
     with pytest.raises(ValueError, match="reduced_channels"):
         tiny_amcnet(reduced_channels=(8, 8, 8))
@@ -246,6 +292,7 @@ def test_the_loss_adds_the_bce_of_the_first_supervised_attention_maps():
     expected = (bce(logits, masks) + bce(attention[0][:, 0], masks[:, ::32, ::32]) +
                 bce(attention[1][:, 0], masks[:, ::16, ::16]))
     assert torch.allclose(loss, expected, atol=1e-5)
+    assert logged["train/loss"] is loss
     assert sorted(logged) == ["train/loss", "train/loss_attention1", "train/loss_attention2",
                               "train/loss_output"]
     # one MCM has one attention map: num_supervised = 5 supervises it alone
@@ -254,6 +301,9 @@ def test_the_loss_adds_the_bce_of_the_first_supervised_attention_maps():
     logged.clear()
     single.training_step(clip, 0)
     assert sorted(logged) == ["train/loss", "train/loss_attention1", "train/loss_output"]
+    clip.flow = None
+    with pytest.raises(InputError, match="data.init_args.flow: class_path vosbench.flow.Flow"):
+        single.training_step(clip, 0)
 
 
 def test_biases_learn_twice_as_fast_without_weight_decay():

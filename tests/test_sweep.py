@@ -196,9 +196,8 @@ def test_one_sweep_runs_in_one_process_at_a_time(synthetic_root, tmp_path, monke
     assert not list(Path("results").glob("*.json"))
 
 
-@pytest.mark.parametrize("name", ["agnn_K_N", "agnn_table6", "compare_tiny", "compare_variants",
-                                  "amcnet_ablation", "amcnet_mcg_stages",
-                                  "amcnet_supervision"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in
+                                         (REPO / "configs" / "sweeps").glob("*.yaml")))
 def test_the_shipped_sweep_files_are_valid_wandb_sweeps_of_bench(name, tmp_path, monkeypatch):
     from vosbench import bench
     from vosbench.lightning_cli import VOSCLI
