@@ -20,6 +20,7 @@ from vosbench.datamodules.clips import Clip, LoadedVideo, collate_clips, load_vi
 from vosbench.datamodules.readers import read_videos
 from vosbench.datamodules.sampling import ClipSampler, SegmentSampler
 from vosbench.datamodules.video import Video
+from vosbench.errors import InputError
 from vosbench.flow.provider import FlowProvider
 
 
@@ -219,6 +220,26 @@ class VOSDataModule(pl.LightningDataModule):
         of it."""
         return self.dataset
 
+    @property
+    def test_label(self) -> str:
+        """The test split as results rows and leaderboard tables name it: its split name, or
+        what the family's test videos are instead."""
+        return self.splits["test"]
+
+    def check_scorable(self) -> None:
+        """Raise InputError where the test videos cannot be scored (their ground truth is not
+        public); `vosbench bench` asks before it fits. The base class checks nothing."""
+
+    def mark_seen(self, sequences: list) -> None:
+        """Mark each scored object of the youtube-vos protocol seen or unseen: only YouTube-VOS's
+        held-out train videos have training videos to tell (YouTubeVOSDataModule)."""
+        raise InputError(f"the youtube-vos protocol scores YouTube-VOS's held-out train videos "
+                         f"(--data youtube-vos with data.init_args.heldout), not {self.label}")
+
+    def read_split(self, part: str, split: str) -> list[Video]:
+        """The videos of `part` (train, val or test), read from the dataset's split `split`."""
+        return read_videos(self.dataset, self.root, split)
+
     def setup(self, stage: str | None = None) -> None:
         """Read the video lists of the splits `stage` needs (fit: train and val)."""
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
@@ -231,7 +252,7 @@ class VOSDataModule(pl.LightningDataModule):
                 raise ValueError(f"{type(self).__name__}: {self.dataset} has no {part} split; "
                                  f"name one with {part}_split")
             elif part not in self.videos:
-                self.videos[part] = read_videos(self.dataset, self.root, split)
+                self.videos[part] = self.read_split(part, split)
         if stage in ("fit", None) and self.static_root is not None and "static" not in self.videos:
             self.videos["static"] = read_videos("saliency", self.static_root, self.static_split)
 

@@ -6,10 +6,16 @@ valid/test) or that have no training split (YouTube-Objects, SegTrack-v2) have n
 """
 
 import os
+from functools import cached_property
 from pathlib import Path
 
 from vosbench.datamodules.base import VOSDataModule
 from vosbench.datamodules.synthesis import FORMAT_VERSION, check_variant, write_synthetic_dataset
+from vosbench.datamodules.video import Video
+from vosbench.errors import InputError
+from vosbench.io import read_names
+from vosbench.metrics.datasets import mark_seen, seen_categories
+from vosbench.metrics.protocols import SequenceScores
 
 
 class DAVIS2016DataModule(VOSDataModule):
@@ -25,11 +31,84 @@ class DAVIS2017DataModule(VOSDataModule):
 
 
 class YouTubeVOSDataModule(VOSDataModule):
-    """YouTube-VOS 2018/2019: trains on train; tests (predicts for the server) on valid, whose
-    ground truth is not public, so there is no default validation split."""
+    """YouTube-VOS 2018/2019. The ground truth of valid and test is not public (their PNGs hold
+    only each object's first mask), so scores come from train videos held out of training, as
+    `vosbench eval --dataset youtube-vos --split train --sequences HELDOUT` scores them.
+
+    Args:
+        root: the dataset folder as the release unzips (train/, valid/, …).
+        heldout: a text file of train video ids, one per line: the method trains on the other
+            train videos and is validated and tested on these with the youtube-vos protocol,
+            an object being seen when its category occurs among the training videos' objects.
+            None: trains on all of train, without validation, and predicts valid for the
+            evaluation server (`vosbench predict`); nothing can be scored (`test`, `bench`).
+        kwargs: VOSDataModule's arguments; with `heldout`, no split may be named.
+    """
 
     dataset = "youtube-vos"
     default_splits = {"train": "train", "val": None, "test": "valid"}
+
+    def __init__(self, root: str | Path, heldout: str | Path | None = None, **kwargs):
+        super().__init__(root, **kwargs)
+        self.heldout = None if heldout is None else Path(heldout)
+        if self.heldout is not None:
+            named = [f"{part}_split" for part in self.splits if kwargs.get(f"{part}_split")]
+            if named:
+                raise InputError(f"{', '.join(named)}: not with heldout {self.heldout}, whose "
+                                 f"videos are the val and test videos and the other train "
+                                 f"videos the training ones")
+            self.splits = dict.fromkeys(self.splits, "train")
+
+    @property
+    def test_label(self) -> str:
+        """"train-heldout" with `heldout` (results rows apart from the server's valid)."""
+        return "train-heldout" if self.heldout is not None else super().test_label
+
+    def check_scorable(self) -> None:
+        if self.heldout is None:
+            raise InputError(f"youtube-vos {self.splits['test']}: the ground truth is not public, "
+                             f"so it cannot be scored; give --data.init_args.heldout FILE, a file "
+                             f"of train video ids (one per line) to hold out of training and "
+                             f"score, or write {self.splits['test']}'s masks for the evaluation "
+                             f"server with vosbench predict")
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "test":
+            self.check_scorable()
+        super().setup(stage)
+
+    def read_split(self, part: str, split: str) -> list[Video]:
+        """With `heldout`: the held-out train videos for val and test, the others for train."""
+        if self.heldout is None:
+            return super().read_split(part, split)
+        held_out = set(self.heldout_names)
+        return [video for video in self.train_videos
+                if (video.name in held_out) != (part == "train")]
+
+    @cached_property
+    def train_videos(self) -> list[Video]:
+        """Every video of train, held out or not (read once)."""
+        return super().read_split("train", "train")
+
+    @cached_property
+    def heldout_names(self) -> list[str]:
+        """The video ids of the `heldout` file (read once), each checked to be a train video."""
+        names = read_names(self.heldout, "held-out videos")
+        known = {video.name for video in self.train_videos}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            others = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise InputError(f"{self.heldout}: {unknown[0]!r}{others} is not a video of "
+                             f"youtube-vos train ({self.root / 'train' / 'meta.json'}); "
+                             f"held-out videos are train video ids, one per line")
+        return names
+
+    def mark_seen(self, sequences: list[SequenceScores]) -> None:
+        """Give each scored object of the held-out videos its category and whether it is seen,
+        exactly as `vosbench eval --split train --sequences HELDOUT` does."""
+        mark_seen(sequences, {video.name: video for video in self.train_videos},
+                  seen_categories(self.train_videos, self.heldout_names),
+                  self.root / "train" / "meta.json")
 
 
 class YouTubeObjectsDataModule(VOSDataModule):

@@ -142,10 +142,6 @@ class VOSMethod(pl.LightningModule):
     def ground_truth(self, video: LoadedVideo, with_t: bool) -> VideoJob:
         """The video's ground truth to score against, as `vosbench eval --dataset` reads it (the
         loaded masks, not decoded again)."""
-        if self.protocol.per_object_frames:
-            raise InputError("the youtube-vos protocol needs the held-out split's seen categories: "
-                             "write the predictions (vosbench predict) and score them with "
-                             "vosbench eval --dataset youtube-vos --split train --sequences ...")
         return VideoJob(self.protocol, video.name, Path(), with_t, video.video,
                         video.masks.cpu().numpy())
 
@@ -255,6 +251,8 @@ class VOSMethod(pl.LightningModule):
             raise RuntimeError("a video was scored on more than one rank")
         protocol = self.protocol
         sequences = [seq for seq, _ in scored]
+        if protocol.aggregate == "seen-unseen":  # youtube-vos: the datamodule knows the training
+            self.trainer.datamodule.mark_seen(sequences)  # videos, whose categories are seen
         categories = ({seq.name: category for seq, category in scored}
                       if protocol.aggregate == "categories" else None)
         timings = [timing for part in parts for timing in part["timings"]]

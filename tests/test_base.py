@@ -24,7 +24,6 @@ from vosbench import outputs
 from vosbench.datamodules.clips import LoadedVideo
 from vosbench.datamodules.families import SyntheticDataModule
 from vosbench.datamodules.video import Video
-from vosbench.errors import InputError
 from vosbench.io import read_label_png
 from vosbench.methods.agnn import AGNN
 from vosbench.methods.base import EVALUATION_OPTIONS, VOSMethod, frame_rates, peak_memory_mb
@@ -190,15 +189,6 @@ def test_the_model_time_is_the_time_predict_video_took():
     probabilities, seconds = Constant(0.25).run_model(in_memory_video("bear"))
     assert 0 < seconds <= time.perf_counter() - start
     assert probabilities.dtype == np.float32 and (probabilities == 0.25).all()
-
-
-def test_youtube_vos_is_not_scored_in_the_test_loop(tmp_path):
-    model = attach(Constant(protocol="youtube-vos"), tmp_path, dataset="youtube-vos")
-    with pytest.raises(InputError, match=r"the youtube-vos protocol needs the held-out split's "
-                                         r"seen categories: write the predictions \(vosbench "
-                                         r"predict\) and score them with vosbench eval --dataset "
-                                         r"youtube-vos --split train --sequences \.\.\."):
-        model.test_step(in_memory_video("bear"), 0)
 
 
 def test_db_info_selects_the_test_videos_scored_with_t(tmp_path):

@@ -104,7 +104,7 @@ def test_families_without_a_split_say_which(tmp_path):
     data = YouTubeVOSDataModule(tmp_path / "ytvos", num_workers=0)
     data.setup("fit")
     assert data.val_dataloader() == [] and len(data.videos["train"]) > 0
-    data.setup("test")
+    data.setup("predict")  # valid, predicted for the evaluation server
     assert {video.split for video in data.videos["test"]} == {"valid"}
     with pytest.raises(ValueError, match="youtube-objects has no train split"):
         YouTubeObjectsDataModule(tmp_path).setup("fit")
@@ -151,6 +151,9 @@ def test_synthetic_datamodule_keys_its_cache_and_label_by_variant(tmp_path, monk
     assert default.dataset == camouflage.dataset == "synthetic"  # the reader and protocols
     with pytest.raises(ValueError, match="'mimicry'; known: default, camouflage"):
         SyntheticDataModule(variant="mimicry")
+    with pytest.raises(InputError, match="youtube-vos protocol scores YouTube-VOS's held-out "
+                                         "train videos .*, not synthetic-camouflage"):
+        camouflage.mark_seen([])  # seen and unseen need training videos with categories
 
 
 def test_synthetic_datamodule_refuses_a_foreign_folder(tmp_path):

@@ -7,13 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from youtube_vos_fixtures import HELD_OUT, write_youtube_vos
 
 from vosbench import outputs
 from vosbench.bench import config_files
 from vosbench.cli import main as vosbench_main
+from vosbench.datamodules.families import YouTubeVOSDataModule
+from vosbench.io import read_label_png
 from vosbench.lightning_cli import VOSCLI
+from vosbench.methods.flow_propagation import FlowPropagation
 from vosbench.methods.warping import warp_backward
 
 SMALL = ["--model.init_args.input_size", "[48, 80]",
@@ -244,3 +250,77 @@ def test_bench_scores_a_given_checkpoint_without_fitting(synthetic_root, tmp_pat
     code = vosbench_main([*common, "--run_name", "other", "--ckpt_path", checkpoint,
                           "--model.init_args.lr", "0.5"])
     assert code == 2 and "lr: 0.001 in the checkpoint, 0.5 here" in capsys.readouterr().err
+
+
+def test_bench_youtube_vos_scores_held_out_train_videos_as_eval(tmp_path, monkeypatch, capsys):
+    """flow-propagation on a held-out train video whose object 2 (a dog, unseen) appears at the
+    middle frame 00010: a row with J/F seen and unseen, the dog predicted from 00010 on, and the
+    numbers of `vosbench eval --split train --sequences` on the written PNGs."""
+    monkeypatch.chdir(tmp_path)
+    write_youtube_vos(tmp_path / "YouTube")
+    Path("heldout.txt").write_text(f"{HELD_OUT}\n")
+    assert vosbench_main(["bench", "--method", "flow-propagation", "--data", "youtube-vos",
+                          "--results", "results", "--data.init_args.root", "YouTube",
+                          "--data.init_args.heldout", "heldout.txt",
+                          "--data.init_args.num_workers", "0",
+                          "--model.init_args.output_workers", "0", "--wandb_mode", "disabled"]) == 0
+    assert "flow-propagation (tiny) on youtube-vos train-heldout" in capsys.readouterr().out
+    (path,) = Path("results").glob("flow-propagation-youtube-vos-train-heldout-*.json")
+    row = json.loads(path.read_text())
+    assert (row["dataset"], row["split"], row["protocol"]) == ("youtube-vos", "train-heldout",
+                                                               "youtube-vos")
+    assert list(row["metrics"]) == ["Overall", "J-Seen", "F-Seen", "J-Unseen", "F-Unseen",
+                                    "T-Mean"]
+    assert all(0 <= row["metrics"][key] <= 1 for key in ("J-Seen", "F-Seen", "J-Unseen",
+                                                         "F-Unseen"))
+    assert [(r["object"], r["category"], r["seen"]) for r in row["sequences"]] == [
+        (1, "person", True), (2, "dog", False)]  # person: in 0043f083b5; dog: only here
+    # the semi-supervised contract: the dog is background before 00010 and its given mask there
+    predictions = Path(row["run_dir"]) / "predictions" / HELD_OUT
+    dog = [read_label_png(predictions / f"{5 * t:05d}.png") == 2 for t in range(5)]
+    truth = read_label_png(tmp_path / "YouTube/train/Annotations" / HELD_OUT / "00010.png") == 2
+    assert not dog[0].any() and not dog[1].any() and np.array_equal(dog[2], truth)
+    scores = json.loads((Path(row["run_dir"]) / "scores" / "results.json").read_text())
+    objects = scores["sequences"][HELD_OUT]["objects"]
+    # each object is scored after its first frame (whose mask the method is given)
+    assert objects["1"]["frames"] == ["00005", "00010", "00015", "00020"]
+    assert objects["2"]["frames"] == ["00015", "00020"]
+    assert vosbench_main(["eval", "--dataset", "youtube-vos", "--data-root", "YouTube",
+                          "--split", "train", "--sequences", "heldout.txt", "--pred-root",
+                          str(predictions.parent), "--output", "rescored", "--workers", "1",
+                          "--quiet"]) == 0
+    assert json.loads(Path("rescored/results.json").read_text()) == scores
+    assert vosbench_main(["leaderboard", "--results", "results"]) == 0
+    table = capsys.readouterr().out
+    assert "## youtube-vos train-heldout (protocol youtube-vos)" in table
+    assert "| Method | Source | Overall | J seen | J unseen | F seen | F unseen |" in table
+
+
+def test_bench_youtube_vos_without_heldout_says_what_to_give(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_youtube_vos(tmp_path / "YouTube")
+    assert vosbench_main(["bench", "--method", "fcn", "--data", "youtube-vos", "--results",
+                          "results", "--data.init_args.root", "YouTube", "--wandb_mode",
+                          "disabled"]) == 2
+    err = capsys.readouterr().err
+    assert "youtube-vos valid: the ground truth is not public" in err
+    assert "give --data.init_args.heldout FILE" in err
+    assert not Path("results").exists() and not list(Path("runs").glob("*/checkpoints"))
+
+
+def test_youtube_vos_validation_scores_the_held_out_videos_as_the_test(tmp_path):
+    # model selection during fit reads val/score: the held-out videos' Overall, seen and unseen
+    write_youtube_vos(tmp_path / "YouTube")
+    (tmp_path / "heldout.txt").write_text(f"{HELD_OUT}\n")
+    data = YouTubeVOSDataModule(tmp_path / "YouTube", heldout=tmp_path / "heldout.txt",
+                                num_workers=0)
+    model = FlowPropagation(output_workers=0)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    (validated,) = trainer.validate(model, datamodule=data, verbose=False)
+    trainer.test(model, datamodule=data, verbose=False)
+    tested = model.test_results["metrics"]
+    assert validated["val/score"] == validated["val/Overall"]
+    for key in ("Overall", "J-Seen", "F-Seen", "J-Unseen", "F-Unseen"):
+        assert validated[f"val/{key}"] == pytest.approx(tested[key], abs=1e-7)  # logged float32

@@ -6,10 +6,12 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from youtube_vos_fixtures import write_youtube_png, write_youtube_vos
+from youtube_vos_fixtures import HELD_OUT, write_youtube_png, write_youtube_vos
 
+from vosbench.datamodules.families import YouTubeVOSDataModule
 from vosbench.datamodules.youtube_vos import youtube_vos_videos
 from vosbench.errors import InputError
+from vosbench.metrics.protocols import ObjectScores, SequenceScores
 
 
 @pytest.fixture
@@ -28,8 +30,8 @@ def edit_meta(root, split, edit):
 
 def test_train_sparse_frames_every_one_annotated(root):
     videos = youtube_vos_videos(root, "train")
-    assert [v.name for v in videos] == ["003234408d", "0043f083b5"]
-    penguins, skater = videos
+    assert [v.name for v in videos] == ["003234408d", "0043f083b5", "00a23ccf53"]
+    penguins, skater, _ = videos
     assert penguins.dataset == "youtube-vos" and penguins.split == "train"
     assert penguins.frame_names == ("00000", "00005", "00010")
     assert penguins.annotated == (0, 1, 2) and skater.annotated == (0, 1, 2)
@@ -206,3 +208,69 @@ def test_data_check_reports_youtube_vos(root, capsys):
         video = next(v for v in youtube_vos_videos(root) if v.name == name)
         assert info == {"frames": len(video), "annotated": len(video.annotated),
                         "objects": sorted(video.object_frames), "size": list(video.size)}
+
+
+# --------------------------------------------------------------- held-out train videos (bench)
+
+@pytest.fixture
+def heldout(root):
+    path = root.parent / "heldout.txt"
+    path.write_text(f"\n  {HELD_OUT}  \n\n")  # spaces and blank lines do not count
+    return path
+
+
+def test_heldout_videos_are_val_and_test_the_others_train(root, heldout):
+    data = YouTubeVOSDataModule(root, heldout=heldout, num_workers=0)
+    data.setup("fit")
+    assert [video.name for video in data.videos["train"]] == ["003234408d", "0043f083b5"]
+    assert [video.name for video in data.videos["val"]] == [HELD_OUT]
+    data.setup("test")
+    (video,) = data.videos["test"]
+    assert video.name == HELD_OUT and video.split == "train" and video.annotated == (0, 1, 2, 3, 4)
+    assert data.test_label == "train-heldout"  # results rows apart from the server's valid
+
+
+def test_heldout_objects_seen_where_their_category_is_trained_on(root, heldout):
+    data = YouTubeVOSDataModule(root, heldout=heldout, num_workers=0)
+    scores = [SequenceScores(HELD_OUT, [], [ObjectScores(1), ObjectScores(2)])]
+    data.mark_seen(scores)
+    # person: also in 0043f083b5, a training video; dog: in no other video
+    assert [(obj.category, obj.seen) for obj in scores[0].objects] == [("person", True),
+                                                                       ("dog", False)]
+    heldout.write_text(f"{HELD_OUT}\n0043f083b5\n")  # now no training video has a person
+    data = YouTubeVOSDataModule(root, heldout=heldout, num_workers=0)
+    data.mark_seen(scores)
+    assert [obj.seen for obj in scores[0].objects] == [False, False]
+
+
+def test_heldout_file_errors_name_the_file(root, heldout):
+    def error(text: str | bytes | None) -> str:
+        path = root.parent / "list.txt"
+        path.unlink(missing_ok=True)
+        if text is not None:
+            path.write_bytes(text.encode() if isinstance(text, str) else text)
+        with pytest.raises(InputError) as caught:
+            YouTubeVOSDataModule(root, heldout=path, num_workers=0).setup("fit")
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ")
+        return message
+
+    assert "file of held-out videos not found (one name per line)" in error(None)
+    assert "names no held-out videos" in error("\n \n")
+    assert "cannot read the file of held-out videos" in error(b"\xff\xfe\x00")
+    assert f"'{HELD_OUT}' is listed 2 times" in error(f"{HELD_OUT}\n{HELD_OUT}\n")
+    message = error(f"{HELD_OUT}\n00f88c4f0a\nnope\n")  # a valid video, a typo
+    assert f"'00f88c4f0a' (and 1 more) is not a video of youtube-vos train " \
+           f"({root / 'train' / 'meta.json'})" in message
+    with pytest.raises(InputError, match="test_split: not with heldout"):
+        YouTubeVOSDataModule(root, heldout=heldout, test_split="valid")
+
+
+def test_without_heldout_valid_is_predicted_not_scored(root):
+    data = YouTubeVOSDataModule(root, num_workers=0)
+    with pytest.raises(InputError, match=r"youtube-vos valid: the ground truth is not public, so "
+                                         r"it cannot be scored; give --data.init_args.heldout"):
+        data.setup("test")
+    data.setup("predict")
+    assert [video.name for video in data.videos["test"]] == ["0062f687f1", "00f88c4f0a"]
+    assert data.test_label == "valid"

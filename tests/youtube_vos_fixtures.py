@@ -16,7 +16,11 @@ YOUTUBE_PALETTE += [value for i in range(11, 256) for value in (i, i, i)]
 # train objects are labelled in every frame from their first on (PNGs before it are all-zero),
 # valid objects only in the PNG of their first frame, which holds only them.
 TRAIN = {"003234408d": (12, 20, 3, {1: ("penguin", 0), 2: ("penguin", 0)}),
-         "0043f083b5": (14, 16, 3, {1: ("person", 1), 3: ("skateboard", 2)})}
+         "0043f083b5": (14, 16, 3, {1: ("person", 1), 3: ("skateboard", 2)}),
+         "00a23ccf53": (12, 20, 5, {1: ("person", 0), 2: ("dog", 2)})}
+# the train video that bench holds out: a person (a category of 0043f083b5: seen) from the first
+# frame and a dog (in no other video: unseen) from the middle one
+HELD_OUT = "00a23ccf53"
 VALID = {"00f88c4f0a": (12, 20, 5, {1: ("person", 0), 2: ("skateboard", 2)}),
          "0062f687f1": (10, 18, 4, {1: (None, 1)})}
 # train: meta.json lists object 1 of 0043f083b5 from 00000, before its first non-empty mask

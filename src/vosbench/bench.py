@@ -145,6 +145,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> Path:
         argv += ["--trainer.default_root_dir", str(args.resume)]
     cli = VOSCLI(argv, run=False, resume=True)
     run_dir = Path(cli.trainer.default_root_dir)
+    cli.datamodule.check_scorable()  # before a fit whose test could not be scored
     checkpoint = None
     if args.ckpt_path is not None:
         check_checkpoint_setting(cli.model, args.ckpt_path)

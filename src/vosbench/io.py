@@ -4,6 +4,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,26 @@ def write_atomic(path: str | Path, content: str | bytes, *, sync: bool = True) -
     skip that."""
     with atomic_file(path, sync=sync) as stream:
         stream.write(content.encode("utf-8") if isinstance(content, str) else content)
+
+
+def read_names(path: str | Path, what: str) -> list[str]:
+    """The names of a text file, one per line, in file order (blank lines and the spaces around a
+    name ignored). `what` says in messages what the file lists ("held-out videos"). Raises
+    InputError for a missing, unreadable or empty file and for a name listed twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file of {what} not found (one name per line)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the file of {what} ({error})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise InputError(f"{path}: names no {what} (expected one name per line)")
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise InputError(f"{path}: {repeated[0]!r} is listed {names.count(repeated[0])} times")
+    return names
 
 
 def to_json(value) -> str:

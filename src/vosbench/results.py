@@ -1,7 +1,8 @@
 """Results rows: one JSON file per benchmark run, the only input of the leaderboard.
 
 `results/<method>-<dataset>-<split>-<timestamp>.json` holds (schema version 1): method, preset,
-dataset, split, protocol, every global metric (fractions in [0, 1], null where not computed),
+dataset, split (the test split; `train-heldout` for YouTube-VOS train videos held out of
+training), protocol, every global metric (fractions in [0, 1], null where not computed),
 per-sequence metrics, frame rates (model alone, with flow, with CRF), peak memory in MiB,
 parameter count, training time in seconds (in the fit loop, validations included, summed over
 the parts of a resumed run), seed, the flattened config (dotted keys), git commit, W&B run id,
@@ -80,7 +81,7 @@ def results_row(cli, preset: str, results: dict, training_seconds: float,
         "method": model.name or type(model).__name__,
         "preset": preset,
         "dataset": data.label,
-        "split": data.splits["test"],
+        "split": data.test_label,
         "protocol": results["protocol"],
         "metrics": results["metrics"],
         "sequences": sequence_rows(results["document"]),

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from vosbench.errors import InputError
+from vosbench.io import read_names
 from vosbench.metrics.datasets import DATASET_PROTOCOLS, dataset_protocol, score_dataset
 from vosbench.metrics.folders import score_folders
 from vosbench.metrics.protocols import PROTOCOLS, get_protocol
@@ -86,10 +87,10 @@ def parse_arguments(argv: list[str] | None, prog: str) -> argparse.Namespace:
 
 
 def read_sequence_names(value: str) -> list[str]:
-    """A comma-separated list, or the names in a file (one per line, blank lines ignored)."""
-    path = Path(value)
-    if path.is_file():
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    """A comma-separated list, or the names in a file (`read_names`: one per line, blank lines
+    ignored, none twice)."""
+    if Path(value).is_file():
+        return read_names(value, "sequences")
     names = [name.strip() for name in value.split(",") if name.strip()]
     if not names:
         raise InputError(f"--sequences {value!r}: no sequence names")
