@@ -1,0 +1,401 @@
+"""`agssvos`: attention-guided single-shot VOS, the network (Lin et al., ICCV 2019; paper §3).
+
+All K objects of a target frame t are segmented in one forward pass. The instance-agnostic module
+(IAM) is RGMP's Siamese encoder with the mask at the stem: a reference stream (I_0 with the
+agnostic mask S_0^ag, Eq. 1) and a target stream (I_t with the agnostic warped mask P^ag_{t−1,t},
+Eq. 2) share one ResNet; their top features, concatenated, go through a global convolution block
+and two refinement modules to F^ia (256 channels at H/8), once per frame for all objects. The
+instance-specific module (ISM) is light: the stem and the first residual stage of a second ResNet
+give each object's visual feature F^vs_k (at H/4) from the frame and that object's warped mask, and
+three convolutions its attention feature F^atn_k (at H/8). The attention-guided decoder takes
+F^ia_k = F^atn_k ⊙ F^ia (Eq. 3), refines it with F^vs_k to each object's probability P_k at full
+resolution; the probabilistic normalisation (Eqs. 4–5) turns the K independent probabilities and
+the derived background into one distribution per pixel, labels are its argmax (Eq. 6), and the
+instance IoU loss (Eq. 7) trains it.
+
+Warping the previous prediction with the backward flow t→t−1 (and Table 4's "w/o OF": not
+warping it) is the caller's business: the network takes the K warped soft masks P_{t−1,t}.
+
+Choices the paper leaves open:
+- the IAM is RGMP's decoder up to the second refinement module (§4.1), as in RGMP's paper and
+  public code: the concatenated top features (target stream first) → a global convolution block
+  (kernel 7, see `GlobalConvolution`) → a residual block → refinement with the target stream's
+  1/16 then 1/8 features; every decoder width 256 (`channels`); no normalisation layers there,
+  ReLU before each convolution of a residual branch (RGMP's);
+- the mask enters the stem by its own 7×7 stride-2 convolution with conv1's geometry and no bias
+  (conv1 has none; the BatchNorm after the sum carries the shift), randomly initialised;
+- the ISM has its own ResNet (the same timm model as the IAM's, the same weights file): the paper
+  counts it separately (Fig. 7) and Table 4 runs it without the IAM. Its "two residual blocks"
+  (§4.1) are read as METHODS.md §3 does: the stem and the first residual stage (layer1, three
+  bottleneck blocks in ResNet-50), which gives F^vs its 256 channels at H/4 (Fig. 2). The frame
+  goes through its stem convolution once; each object adds its own mask convolution there and
+  runs the rest of the stem and layer1, batched over the objects as (B·K, …);
+- masks are brought to H/4 and H/8 by area averaging (the mean of each 4×4 or 8×8 block), which
+  keeps a soft mask's mass where bilinear sampling at these factors would skip pixels;
+- the attention generator's widths are `channels` (F^atn must match F^ia's for Eq. 3), with a
+  ReLU after its first two convolutions and none after the last (§3.1);
+- the decoder's refinement module is RGMP's last one, F^vs_k taking the place of the encoder's
+  1/4 features, followed as in RGMP by ReLU, the 3×3 convolution to 2 channels, bilinear
+  upsampling to the input size (align_corners=False, as everywhere in vosbench) and softmax;
+- Eqs. 4–5 are computed in float32 with every probability clamped to [ε, 1 − ε], ε = 1e-7
+  (`NORMALISATION_EPSILON`), as a softmax over the log-odds, which is the ratio of odds of Eq. 4
+  without overflow;
+- Eq. 7's N counts the objects present in the frame (with at least one non-void pixel), see
+  `instance_iou_loss`;
+- Table 4's ablations: "w/o ISM" multiplies F^ia by each warped mask (downsampled to H/8) in
+  place of F^atn_k (§4.4) and, lacking F^vs_k, refines with the target stream's 1/4 features,
+  the skip input of RGMP's last refinement module that §4.1 moves into the decoder; "w/o IAM"
+  decodes F^atn_k itself with F^vs_k; "w/o NM" returns the decoder's P_k with Eq. 5's
+  background, unnormalised (§4.4: "directly utilizing the output for training"). Odds increase
+  with the probability and Eq. 4 divides all channels by one sum, so Eq. 6's labels are the same
+  either way: normalisation changes what the loss sees, and the probabilities, not the argmax.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vosbench.methods.backbones import StagedResNet, resize
+
+NORMALISATION_EPSILON = 1e-7  # odds stay within [1e-7, 1e7]: finite in float32
+VOID_LABEL = 255
+
+
+# --- the equations -------------------------------------------------------------------------------
+
+def agnostic_mask(masks: torch.Tensor) -> torch.Tensor:
+    """Eqs. 1–2: (B, K, H, W) masks in [0, 1] → (B, 1, H, W), the pixel-wise maximum over the K
+    objects."""
+    if masks.shape[1] == 0:
+        raise ValueError("an agnostic mask needs at least one object mask, got K = 0")
+    return masks.amax(1, keepdim=True)
+
+
+def attend(agnostic: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """Eq. 3: F^ia_k = F^atn_k ⊙ F^ia for every object of every frame.
+
+    agnostic: (B, C, h, w) F^ia. attention: (B·K, C, h, w) F^atn, object k of frame b at b·K + k;
+    or (B·K, 1, h, w), one map per object applied to every channel. Returns (B·K, C, h, w).
+    """
+    batch = agnostic.shape[0]
+    return (attention.unflatten(0, (batch, -1)) * agnostic[:, None]).flatten(0, 1)
+
+
+def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 1, H, W) soft masks → (N, 1, h, w) at `size`: each pixel the mean of its block."""
+    return F.adaptive_avg_pool2d(masks, size)
+
+
+def with_background(objects: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: (B, K, H, W) object probabilities P_k → (B, K + 1, H, W) with the background
+    P_0 = 1 − max_k P_k as channel 0."""
+    return torch.cat([1 - agnostic_mask(objects), objects], 1)
+
+
+def normalise_probabilities(objects: torch.Tensor,
+                            epsilon: float = NORMALISATION_EPSILON) -> torch.Tensor:
+    """Eqs. 4–5, the probabilistic normalisation: (B, K, H, W) object probabilities P_k →
+    (B, K + 1, H, W) float32 P̂, channel 0 the background, summing to 1 over the channels:
+    `P̂_k = odds(P_k) / Σ_{i=0..K} odds(P_i)`, odds(p) = p / (1 − p), P_0 = 1 − max_k P_k, every
+    P_i first clamped to [epsilon, 1 − epsilon]."""
+    probabilities = with_background(objects.float()).clamp(epsilon, 1 - epsilon)
+    return (probabilities.log() - torch.log1p(-probabilities)).softmax(1)
+
+
+def segmentation_labels(probabilities: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: (B, K + 1, H, W) background and object probabilities → (B, H, W) int64 labels, 0
+    background, k object k: the argmax over the channels."""
+    return probabilities.argmax(1)
+
+
+def instance_iou_loss(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 7, the instance IoU loss, the mean over the frames of the batch.
+
+    Per frame, `1 − (1/N) Σ_k Σ min(P̂_k, S_k) / Σ max(P̂_k, S_k)`, the sums over the pixels that
+    are not void, S_k = [label = k]. N is the number of objects present: those with at least one
+    non-void pixel in the frame's labels. An absent object is left out of the sum and of N: its
+    ratio would be 0 / Σ P̂_k, a constant 0 whatever it predicts, which only adds 1/N to the loss
+    and gives no gradient. A frame without any object is left out of the mean; a batch without
+    any gives 0 (connected to the graph).
+
+    probabilities: (B, K, H, W) P̂_1 … P̂_K in [0, 1] (the normalised object channels, or P_k
+    without normalisation). labels: (B, H, W) integers, 0 background, k ∈ 1 … K object k,
+    VOID_LABEL void; other ids count as background for these K objects.
+    """
+    num_objects = probabilities.shape[1]
+    ids = torch.arange(1, num_objects + 1, device=labels.device).view(1, -1, 1, 1)
+    targets = (labels[:, None] == ids).to(probabilities.dtype)  # (B, K, H, W)
+    valid = (labels != VOID_LABEL)[:, None].to(probabilities.dtype)
+    intersection = (torch.minimum(probabilities, targets) * valid).sum((2, 3))
+    union = (torch.maximum(probabilities, targets) * valid).sum((2, 3))
+    present = (targets * valid).sum((2, 3)) > 0  # (B, K); then union ≥ 1 there
+    ratios = torch.where(present, intersection / union.clamp(min=1), 0)
+    counts = present.sum(1)
+    frames = counts > 0
+    if not frames.any():
+        return probabilities.sum() * 0
+    per_frame = 1 - ratios.sum(1)[frames] / counts[frames]
+    return per_frame.mean()
+
+
+# --- blocks ------------------------------------------------------------------------------------
+
+class ResidualBlock(nn.Module):
+    """`x + conv(ReLU(conv(ReLU(x))))`, two 3×3 convolutions: (N, C, h, w) → (N, C, h, w)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.branch = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                    nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features + self.branch(features)
+
+
+class GlobalConvolution(nn.Module):
+    """A global convolution block (Peng et al. 2017, as RGMP fuses its two streams): a large
+    k×k receptive field at the cost of two thin branches, (k×1 then 1×k) + (1×k then k×1).
+
+    k = 7 is RGMP's, whose weights the paper's IAM starts from (§4.1): at 832×448 the 1/32 map is
+    26×14, so each position sees half the map's height and a quarter of its width, enough to
+    match the target's object with the reference's across large motion.
+
+    Args:
+        in_channels: of the input (the two streams' top features, 4096 for ResNet-50).
+        channels: of each branch's middle and of the output.
+        kernel_size: k, odd.
+    """
+
+    def __init__(self, in_channels: int, channels: int, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"GlobalConvolution: kernel_size must be odd, got {kernel_size}")
+        tall, wide = (kernel_size, 1), (1, kernel_size)
+        pad_tall, pad_wide = (kernel_size // 2, 0), (0, kernel_size // 2)
+        self.tall_then_wide = nn.Sequential(
+            nn.Conv2d(in_channels, channels, tall, padding=pad_tall),
+            nn.Conv2d(channels, channels, wide, padding=pad_wide))
+        self.wide_then_tall = nn.Sequential(
+            nn.Conv2d(in_channels, channels, wide, padding=pad_wide),
+            nn.Conv2d(channels, channels, tall, padding=pad_tall))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, h, w) → (N, channels, h, w)."""
+        return self.tall_then_wide(features) + self.wide_then_tall(features)
+
+
+class Refinement(nn.Module):
+    """RGMP's refinement module: the skip features projected (3×3 convolution) and passed through
+    a residual block, the coarser decoder features upsampled bilinearly to their size and added,
+    and a second residual block.
+
+    Args:
+        skip_channels: of the skip features.
+        channels: of the decoder features and the output.
+    """
+
+    def __init__(self, skip_channels: int, channels: int):
+        super().__init__()
+        self.project = nn.Conv2d(skip_channels, channels, 3, padding=1)
+        self.skip_block = ResidualBlock(channels)
+        self.merge_block = ResidualBlock(channels)
+
+    def forward(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """skip (N, skip_channels, h, w), coarse (N, channels, h′, w′) (h′ ≈ h / 2) → (N,
+        channels, h, w)."""
+        skip = self.skip_block(self.project(skip))
+        return self.merge_block(skip + resize(coarse, skip.shape[-2:]))
+
+
+class MaskGuidedResNet(nn.Module):
+    """A timm ResNet whose stem also reads a mask (RGMP): `conv1(frame) + mask_conv(mask)`, then
+    the stem's BatchNorm and ReLU and the next stages. The frame's convolution runs once per
+    frame, the rest once per mask.
+
+    Args:
+        backbone: timm model name ("resnet50" in the paper).
+        weights: a local ImageNet state_dict file, or None for random initialisation.
+        num_stages: the stages of `StagedResNet` kept: 2 (the stem and layer1, at strides 2 and 4)
+            to 5 (all, down to stride 32).
+    """
+
+    def __init__(self, backbone: str, weights: str | None, num_stages: int):
+        super().__init__()
+        resnet = StagedResNet(backbone, weights)
+        self.frame_conv = resnet.stages[0][0]
+        self.mask_conv = nn.Conv2d(1, self.frame_conv.out_channels, self.frame_conv.kernel_size,
+                                   self.frame_conv.stride, self.frame_conv.padding, bias=False)
+        self.stem = resnet.stages[0][1:]  # BatchNorm, ReLU
+        self.stages = resnet.stages[1:num_stages]
+        self.channels = resnet.channels[:num_stages]
+
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalised frames, (B, K, H, W) masks in [0, 1] → the kept stages'
+        features for each mask, (B·K, C_i, H/2^(i+1), W/2^(i+1)), mask k of frame b at b·K + k."""
+        stem = self.mask_conv(masks.flatten(0, 1)[:, None]).unflatten(0, masks.shape[:2])
+        features = [self.stem((stem + self.frame_conv(frames)[:, None]).flatten(0, 1))]
+        for stage in self.stages:
+            features.append(stage(features[-1]))
+        return features
+
+
+class InstanceAgnosticModule(nn.Module):
+    """The IAM: F^ia from the target frame with its agnostic warped mask and the reference
+    stream's top features (Siamese: one encoder for both streams).
+
+    Args:
+        backbone, weights: the encoder's timm ResNet and a local ImageNet state_dict file.
+        channels: of F^ia (256).
+        kernel_size: of the global convolution block (7).
+    """
+
+    def __init__(self, backbone: str, weights: str | None, channels: int, kernel_size: int):
+        super().__init__()
+        self.encoder = MaskGuidedResNet(backbone, weights, num_stages=5)
+        widths = self.encoder.channels
+        self.fuse = nn.Sequential(GlobalConvolution(2 * widths[4], channels, kernel_size),
+                                  ResidualBlock(channels))
+        self.refine_16 = Refinement(widths[3], channels)
+        self.refine_8 = Refinement(widths[2], channels)
+
+    def encode_reference(self, frame: torch.Tensor, agnostic: torch.Tensor) -> torch.Tensor:
+        """The reference stream: (B, 3, H, W) normalised I_0, (B, 1, H, W) S_0^ag → (B, C_5,
+        H/32, W/32) top features (2048 channels for ResNet-50)."""
+        return self.encoder(frame, agnostic)[-1]
+
+    def forward(self, frame: torch.Tensor, agnostic: torch.Tensor,
+                reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) normalised I_t, (B, 1, H, W) P^ag_{t−1,t}, (B, C_5, H/32, W/32) reference
+        features → (F^ia (B, channels, H/8, W/8), the target stream's layer1 features (B, C_1,
+        H/4, W/4), the skip of "w/o ISM")."""
+        _, quarter, eighth, sixteenth, top = self.encoder(frame, agnostic)
+        fused = self.fuse(torch.cat([top, reference], 1))
+        return self.refine_8(eighth, self.refine_16(sixteenth, fused)), quarter
+
+
+class AttentionGenerator(nn.Sequential):
+    """Fig. 2(d): 1×1 convolution, ReLU, 3×3 convolution, ReLU, 3×3 convolution with stride 2 and
+    no activation (§3.1): (N, in_channels, H/4, W/4) → (N, channels, H/8, W/8) F^atn."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__(nn.Conv2d(in_channels, channels, 1), nn.ReLU(),
+                         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(channels, channels, 3, stride=2, padding=1))
+
+
+class InstanceSpecificModule(nn.Module):
+    """The ISM: each object's visual feature F^vs_k and attention feature F^atn_k from the frame
+    and its warped mask. Only the mask branch and what follows run once per object.
+
+    Args:
+        backbone, weights: the timm ResNet whose stem and layer1 make the feature extractor, and
+            a local ImageNet state_dict file.
+        channels: of F^atn (256, F^ia's).
+    """
+
+    def __init__(self, backbone: str, weights: str | None, channels: int):
+        super().__init__()
+        self.encoder = MaskGuidedResNet(backbone, weights, num_stages=2)
+        self.attention = AttentionGenerator(self.encoder.channels[1] + 1, channels)
+
+    def forward(self, frame: torch.Tensor,
+                masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) normalised I_t, (B, K, H, W) warped masks P_{t−1,t} → (F^vs (B·K, C_1,
+        H/4, W/4), F^atn (B·K, channels, H/8, W/8)), object k of frame b at b·K + k."""
+        visual = self.encoder(frame, masks)[-1]
+        small = downsample_masks(masks.flatten(0, 1)[:, None], visual.shape[-2:])
+        return visual, self.attention(torch.cat([visual, small], 1))
+
+
+class AttentionGuidedDecoder(nn.Module):
+    """From the attended features F^ia_k (Eq. 3) and the H/4 skip features to P_k: refinement,
+    ReLU, 3×3 convolution to 2 channels, bilinear upsampling to the input size, softmax.
+
+    Args:
+        skip_channels: of the H/4 features (F^vs, or the target stream's without the ISM).
+        channels: of F^ia_k.
+    """
+
+    def __init__(self, skip_channels: int, channels: int):
+        super().__init__()
+        self.refine = Refinement(skip_channels, channels)
+        self.predict = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, 2, 3, padding=1))
+
+    def forward(self, attended: torch.Tensor, skip: torch.Tensor,
+                size: tuple[int, int]) -> torch.Tensor:
+        """(N, channels, H/8, W/8) F^ia_k, (N, skip_channels, H/4, W/4) → (N, H, W) foreground
+        probabilities at `size` = (H, W)."""
+        logits = resize(self.predict(self.refine(skip, attended)), size)
+        return logits.softmax(1)[:, 1]
+
+
+class AGSSNetwork(nn.Module):
+    """The AGSS-VOS network: all objects of a target frame in one pass.
+
+    Use: `reference = network.encode_reference(I_0, S_0)` once per reference frame (and group
+    of objects), then `network(I_t, P_{t−1,t}, reference)` for every target frame.
+
+    Args:
+        backbone, weights: the timm ResNet of the IAM's encoder and of the ISM's feature extractor
+            (ResNet-50 in the paper), and a local ImageNet state_dict file loaded into both (None:
+            random initialisation).
+        channels: of F^ia, F^atn and the decoders (256).
+        kernel_size: of the IAM's global convolution block (7).
+        instance_agnostic: the IAM (Table 4, "w/o IAM": False).
+        instance_specific: the ISM (Table 4, "w/o ISM": False).
+        normalise: the probabilistic normalisation, Eqs. 4–5 (Table 4, "w/o NM": False).
+    """
+
+    def __init__(self, backbone: str = "resnet50", weights: str | None = None,
+                 channels: int = 256, kernel_size: int = 7, instance_agnostic: bool = True,
+                 instance_specific: bool = True, normalise: bool = True):
+        super().__init__()
+        if not (instance_agnostic or instance_specific):
+            raise ValueError("AGSSNetwork needs the instance-agnostic or the instance-specific "
+                             "module (or both)")
+        self.agnostic = InstanceAgnosticModule(backbone, weights, channels, kernel_size) \
+            if instance_agnostic else None
+        self.specific = InstanceSpecificModule(backbone, weights, channels) \
+            if instance_specific else None
+        skip_channels = (self.specific or self.agnostic).encoder.channels[1]
+        self.decoder = AttentionGuidedDecoder(skip_channels, channels)
+        self.normalise = normalise
+
+    def encode_reference(self, frame: torch.Tensor, masks: torch.Tensor) -> torch.Tensor | None:
+        """(B, 3, H, W) normalised reference frame I_0, (B, K, H, W) its object masks S_0 → the
+        reference stream's top features (B, C_5, H/32, W/32), to reuse for every target frame;
+        None without the IAM."""
+        if self.agnostic is None:
+            return None
+        return self.agnostic.encode_reference(frame, agnostic_mask(masks))
+
+    def object_probabilities(self, frame: torch.Tensor, masks: torch.Tensor,
+                             reference: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's P_k before normalisation: (B, 3, H, W) normalised I_t, (B, K, H, W)
+        warped masks P_{t−1,t} in [0, 1], the reference features of `encode_reference` → (B, K,
+        H, W) probabilities."""
+        batch, num_objects = masks.shape[:2]
+        if self.agnostic is None:
+            skip, attended = self.specific(frame, masks)
+        else:
+            if reference is None:
+                raise ValueError("the instance-agnostic module needs the reference features "
+                                 "(encode_reference)")
+            features, quarter = self.agnostic(frame, agnostic_mask(masks), reference)
+            if self.specific is None:
+                attention = downsample_masks(masks.flatten(0, 1)[:, None], features.shape[-2:])
+                skip = quarter.repeat_interleave(num_objects, 0)
+            else:
+                skip, attention = self.specific(frame, masks)
+            attended = attend(features, attention)
+        return self.decoder(attended, skip, frame.shape[-2:]).unflatten(0, (batch, num_objects))
+
+    def forward(self, frame: torch.Tensor, masks: torch.Tensor,
+                reference: torch.Tensor | None) -> torch.Tensor:
+        """(B, 3, H, W) normalised I_t, (B, K, H, W) warped masks P_{t−1,t}, the reference
+        features of `encode_reference` (None without the IAM) → (B, K + 1, H, W): channel 0 the
+        background, channel k object k; P̂ of Eqs. 4–5 (summing to 1), or without normalisation
+        P_k and P_0 = 1 − max_k P_k (Eq. 5). Labels: `segmentation_labels`; the loss:
+        `instance_iou_loss` on channels 1 … K."""
+        objects = self.object_probabilities(frame, masks, reference)
+        return normalise_probabilities(objects) if self.normalise else with_background(objects)
