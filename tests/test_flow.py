@@ -235,12 +235,25 @@ def test_cache_true_caches_in_the_vosbench_cache_folder(tmp_path, monkeypatch):
     video = make_video(tmp_path / "frames", textured_frames(2))
     provider = FlowProvider(cache=True)
     provider.forward(video, 0)
-    assert (tmp_path / "vosbench" / "flow" / "toy" / "farneback" / "clip" / "forward" /
-            "00000.flo").is_file()
+    assert len(list((tmp_path / "vosbench" / "flow" / "toy").glob("*/farneback/clip/forward/"
+                                                                  "00000.flo"))) == 1
     with pytest.raises(ValueError, match="not with a cache_dir of its own"):
         FlowProvider(cache=True, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="nor with method 'files'"):
         FlowProvider(method="files", files_root=tmp_path, cache=True)
+
+
+def test_videos_of_one_name_in_different_folders_do_not_share_cached_flow(tmp_path, monkeypatch):
+    """The synthetic variants (and seeds) name their videos alike: each folder's frames get their
+    own flow, not the flow of the first folder cached."""
+    still = make_video(tmp_path / "still", [textured_frames(2)[0]] * 2)
+    moving = make_video(tmp_path / "moving", textured_frames(2))
+    assert (still.dataset, still.name) == (moving.dataset, moving.name)
+    monkeypatch.setenv("VOSBENCH_CACHE", str(tmp_path / "vosbench"))
+    provider = FlowProvider(cache=True)
+    assert np.abs(provider.forward(still, 0)).max() < 0.5
+    assert np.abs(provider.forward(moving, 0)).max() > 1
+    assert len(list((tmp_path / "vosbench" / "flow" / "toy").iterdir())) == 2
 
 
 def test_cache_folder_depends_on_the_weights(tmp_path):

@@ -10,11 +10,17 @@ Disk layout, shared by the cache, `vosbench data flow` and method "files":
     <folder>/<video name>/forward/<frame name>.flo     frames 0 .. T-2
     <folder>/<video name>/backward/<frame name>.flo    frames 1 .. T-1
 
-where <folder> is `<cache_dir>/<video.dataset>/<method key>` for a cache (method key
-"farneback" or "<arch>-<first 10 hex digits of the SHA-256 of the weights file>", so different
-weights never share files) and `files_root` itself for method "files".
+where <folder> is `<cache_dir>/<video.dataset>/<method key>` for a cache_dir (the flow of one
+dataset folder: what `vosbench data flow --out` writes), `files_root` itself for method "files",
+and `<vosbench cache>/flow/<video.dataset>/<source>/<method key>` for `cache=True`. The method key
+is "farneback" or "<arch>-<first 10 hex digits of the SHA-256 of the weights file>", so that
+different weights never share files; <source>, the first 10 hex digits of the SHA-256 of the
+absolute path of the video's frame folder, keeps apart the videos of one name in different
+folders that the shared cache sees (the synthetic variants and seeds, DAVIS at 480p and at full
+resolution).
 """
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +33,12 @@ from vosbench.flow.flo import read_flo, write_flo
 
 METHODS = ("farneback", "raft", "files")
 DIRECTIONS = {"forward": 1, "backward": -1}  # direction -> offset of the frame it maps to
+
+
+def source_key(video: Video) -> str:
+    """The first 10 hex digits of the SHA-256 of the absolute path of `video`'s frame folder."""
+    folder = str(Path(video.frame_files[0]).parent.resolve())
+    return hashlib.sha256(folder.encode("utf-8")).hexdigest()[:10]
 
 
 class FlowProvider:
@@ -59,6 +71,7 @@ class FlowProvider:
             cache_dir = cache_root() / "flow"
         self.method = method
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.shared_cache = cache
         self.files_root = None if files_root is None else Path(files_root)
         self.estimator: FlowEstimator | None = None
         if method == "farneback":
@@ -81,6 +94,8 @@ class FlowProvider:
             return self.files_root / video.name
         if self.cache_dir is None:
             return None
+        if self.shared_cache:
+            return self.cache_dir / video.dataset / source_key(video) / self.key / video.name
         return self.cache_dir / video.dataset / self.key / video.name
 
     def path(self, video: Video, direction: str, index: int) -> Path | None:
