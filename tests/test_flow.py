@@ -253,7 +253,8 @@ def test_videos_of_one_name_in_different_folders_do_not_share_cached_flow(tmp_pa
     provider = FlowProvider(cache=True)
     assert np.abs(provider.forward(still, 0)).max() < 0.5
     assert np.abs(provider.forward(moving, 0)).max() > 1
-    assert len(list((tmp_path / "vosbench" / "flow" / "toy").iterdir())) == 2
+    provider.forward(make_video(tmp_path / "moving", textured_frames(2), name="other"), 0)
+    assert len(list((tmp_path / "vosbench" / "flow" / "toy").iterdir())) == 2  # one a folder
 
 
 def test_cache_folder_depends_on_the_weights(tmp_path):

@@ -15,9 +15,9 @@ dataset folder: what `vosbench data flow --out` writes), `files_root` itself for
 and `<vosbench cache>/flow/<video.dataset>/<source>/<method key>` for `cache=True`. The method key
 is "farneback" or "<arch>-<first 10 hex digits of the SHA-256 of the weights file>", so that
 different weights never share files; <source>, the first 10 hex digits of the SHA-256 of the
-absolute path of the video's frame folder, keeps apart the videos of one name in different
-folders that the shared cache sees (the synthetic variants and seeds, DAVIS at 480p and at full
-resolution).
+absolute path of the folder holding the video's frame folder, keeps apart the videos of one name
+in different dataset folders that the shared cache sees (the synthetic variants and seeds, DAVIS
+at 480p and at full resolution).
 """
 
 import hashlib
@@ -36,8 +36,9 @@ DIRECTIONS = {"forward": 1, "backward": -1}  # direction -> offset of the frame 
 
 
 def source_key(video: Video) -> str:
-    """The first 10 hex digits of the SHA-256 of the absolute path of `video`'s frame folder."""
-    folder = str(Path(video.frame_files[0]).parent.resolve())
+    """The first 10 hex digits of the SHA-256 of the absolute path of the folder that holds
+    `video`'s frame folder (`JPEGImages/480p` of a DAVIS folder: one key per dataset folder)."""
+    folder = str(Path(video.frame_files[0]).parent.parent.resolve())
     return hashlib.sha256(folder.encode("utf-8")).hexdigest()[:10]
 
 
