@@ -233,7 +233,8 @@ class AGNN(VOSMethod):
             size the datamodule's transform gives them.
         lr, momentum, weight_decay, poly_power: the learning rate, SGD momentum, weight decay
             and the power of the per-step poly decay.
-        optimizer: "sgd" (the paper) or "adamw" (momentum unused), both with the poly decay.
+        optimizer: "sgd" (the paper), "adam" or "adamw" (momentum unused), all with the poly
+            decay.
         graph_lr_multiplier: the learning rate of everything after the embedding (graph,
             readout, static head, all newly initialised) relative to `lr`.
         static_every: k ≥ 2: every k-th step trains the embedding on the "static" images of a

@@ -1,4 +1,6 @@
-"""`agssvos`: attention-guided single-shot VOS, the network (Lin et al., ICCV 2019; paper §3).
+"""`agssvos`: attention-guided single-shot VOS (Lin et al., ICCV 2019; paper §3): the network, its
+equations, and the method `AGSSVOS` (recurrent training, inference with objects appearing
+mid-video).
 
 All K objects of a target frame t are segmented in one forward pass. The instance-agnostic module
 (IAM) is RGMP's Siamese encoder with the mask at the stem: a reference stream (I_0 with the
@@ -13,10 +15,10 @@ resolution; the probabilistic normalisation (Eqs. 4–5) turns the K independent
 the derived background into one distribution per pixel, labels are its argmax (Eq. 6), and the
 instance IoU loss (Eq. 7) trains it.
 
-Warping the previous prediction with the backward flow t→t−1 (and Table 4's "w/o OF": not
-warping it) is the caller's business: the network takes the K warped soft masks P_{t−1,t}.
+The network takes the K warped soft masks P_{t−1,t}; `AGSSVOS` warps the previous prediction with
+the backward flow t→t−1 (or, Table 4's "w/o OF", does not).
 
-Choices the paper leaves open:
+Choices the paper leaves open (the network's here; the method's in `AGSSVOS`):
 - the IAM is RGMP's decoder up to the second refinement module (§4.1), as in RGMP's paper and
   public code: the concatenated top features (target stream first) → a global convolution block
   (kernel 7, see `GlobalConvolution`) → a residual block → refinement with the target stream's
@@ -51,11 +53,19 @@ Choices the paper leaves open:
   either way: normalisation changes what the loss sees, and the probabilities, not the argmax.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vosbench.methods.backbones import StagedResNet, resize
+from vosbench.datamodules.clips import Clip, LoadedVideo
+from vosbench.datamodules.sampling import ConsecutiveSampler
+from vosbench.errors import InputError
+from vosbench.flow.provider import FlowProvider
+from vosbench.methods.backbones import StagedResNet, normalize_images, resize
+from vosbench.methods.base import VOSMethod
+from vosbench.methods.optimizers import check_optimizer, make_optimizer, modules_faster
+from vosbench.methods.warping import resize_flow, warp_backward
 
 NORMALISATION_EPSILON = 1e-7  # odds stay within [1e-7, 1e7]: finite in float32
 VOID_LABEL = 255
@@ -92,14 +102,24 @@ def with_background(objects: torch.Tensor) -> torch.Tensor:
     return torch.cat([1 - agnostic_mask(objects), objects], 1)
 
 
-def normalise_probabilities(objects: torch.Tensor,
+def normalise_probabilities(objects: torch.Tensor, valid: torch.Tensor | None = None,
                             epsilon: float = NORMALISATION_EPSILON) -> torch.Tensor:
     """Eqs. 4–5, the probabilistic normalisation: (B, K, H, W) object probabilities P_k →
     (B, K + 1, H, W) float32 P̂, channel 0 the background, summing to 1 over the channels:
     `P̂_k = odds(P_k) / Σ_{i=0..K} odds(P_i)`, odds(p) = p / (1 − p), P_0 = 1 − max_k P_k, every
-    P_i first clamped to [epsilon, 1 − epsilon]."""
+    P_i first clamped to [epsilon, 1 − epsilon].
+
+    valid: (B, K) bool, the object slots that hold an object (a batch pads its frames to one K);
+    the others take no part in P_0's maximum nor in the sum, and their P̂ is exactly 0.
+    """
+    if valid is not None:
+        objects = objects * valid[:, :, None, None]
     probabilities = with_background(objects.float()).clamp(epsilon, 1 - epsilon)
-    return (probabilities.log() - torch.log1p(-probabilities)).softmax(1)
+    log_odds = probabilities.log() - torch.log1p(-probabilities)
+    if valid is not None:
+        kept = torch.cat([valid.new_ones(valid.shape[0], 1), valid], 1)[:, :, None, None]
+        log_odds = log_odds.masked_fill(~kept, -torch.inf)
+    return log_odds.softmax(1)
 
 
 def segmentation_labels(probabilities: torch.Tensor) -> torch.Tensor:
@@ -390,12 +410,277 @@ class AGSSNetwork(nn.Module):
             attended = attend(features, attention)
         return self.decoder(attended, skip, frame.shape[-2:]).unflatten(0, (batch, num_objects))
 
-    def forward(self, frame: torch.Tensor, masks: torch.Tensor,
-                reference: torch.Tensor | None) -> torch.Tensor:
-        """(B, 3, H, W) normalised I_t, (B, K, H, W) warped masks P_{t−1,t}, the reference
-        features of `encode_reference` (None without the IAM) → (B, K + 1, H, W): channel 0 the
+    def distribution(self, objects: torch.Tensor,
+                     valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, H, W) P_k of `object_probabilities` → (B, K + 1, H, W): channel 0 the
         background, channel k object k; P̂ of Eqs. 4–5 (summing to 1), or without normalisation
-        P_k and P_0 = 1 − max_k P_k (Eq. 5). Labels: `segmentation_labels`; the loss:
-        `instance_iou_loss` on channels 1 … K."""
-        objects = self.object_probabilities(frame, masks, reference)
-        return normalise_probabilities(objects) if self.normalise else with_background(objects)
+        P_k and P_0 = 1 − max_k P_k (Eq. 5). valid: (B, K) bool, the slots that hold an object;
+        the others are 0 and left out (see `normalise_probabilities`)."""
+        if self.normalise:
+            return normalise_probabilities(objects, valid)
+        return with_background(objects if valid is None else objects * valid[:, :, None, None])
+
+    def forward(self, frame: torch.Tensor, masks: torch.Tensor, reference: torch.Tensor | None,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) normalised I_t, (B, K, H, W) warped masks P_{t−1,t}, the reference
+        features of `encode_reference` (None without the IAM), optionally the (B, K) bool slots
+        that hold an object → (B, K + 1, H, W), see `distribution`. Labels:
+        `segmentation_labels`; the loss: `instance_iou_loss` on channels 1 … K."""
+        return self.distribution(self.object_probabilities(frame, masks, reference), valid)
+
+
+# --- the method ----------------------------------------------------------------------------------
+
+def object_slots(references: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) reference labels → (B, K) bool, slot k − 1 true where object k is in that
+    sample's reference; K the largest object id of the batch (void excluded)."""
+    objects = references.long().masked_fill(references == VOID_LABEL, 0)
+    num_objects = int(objects.max()) if objects.numel() else 0
+    ids = torch.arange(1, num_objects + 1, device=references.device)
+    return (objects.flatten(1)[:, :, None] == ids).any(1)
+
+
+def one_hot_objects(labels: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """(B, H, W) labels → (B, K, H, W) float32 masks [label = k], k = 1 … K (void and other
+    ids 0 everywhere)."""
+    ids = torch.arange(1, num_objects + 1, device=labels.device).view(1, -1, 1, 1)
+    return (labels.long()[:, None] == ids).float()
+
+
+def mean_object_iou(predicted: torch.Tensor, labels: torch.Tensor,
+                    num_objects: int) -> torch.Tensor:
+    """The IoU the tolerance threshold tests: (B, H, W) predicted labels (Eq. 6) and the true
+    labels → (B,) the mean over objects 1 … K present in the true labels of |pred ∩ true| /
+    |pred ∪ true|, void pixels left out; NaN for a frame without any object."""
+    valid = (labels != VOID_LABEL)[:, None]
+    predicted_masks = one_hot_objects(predicted, num_objects).bool() & valid
+    true_masks = one_hot_objects(labels, num_objects).bool()
+    intersection = (predicted_masks & true_masks).sum((2, 3))
+    union = (predicted_masks | true_masks).sum((2, 3))
+    present = true_masks.any(3).any(2)
+    ratios = torch.where(present, intersection / union.clamp(min=1), 0.0)
+    return ratios.sum(1) / present.sum(1)  # 0 / 0 = NaN without objects
+
+
+def void_untracked(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(B, L, H, W) uint8 labels of B clips, (B, K) their reference's object slots → int64
+    labels where every object the reference does not hold (it appears later) is void: neither
+    an object to track nor background to learn."""
+    batch, num_objects = valid.shape
+    ids = torch.arange(1, num_objects + 1, device=labels.device)
+    table = torch.full((batch, 256), VOID_LABEL, dtype=torch.long, device=labels.device)
+    table[:, 0] = 0
+    table[:, 1:num_objects + 1] = torch.where(valid, ids, VOID_LABEL)
+    return torch.gather(table, 1, labels.long().flatten(1)).view(labels.shape)
+
+
+def against_background(distribution: torch.Tensor) -> torch.Tensor:
+    """(B, K + 1, H, W) P̂ (channel 0 the background) → (B, K, H, W) P̂_k / (P̂_0 + P̂_k), each
+    object's probability against the background alone. The harness labels a pixel with the object
+    of highest probability if that is above 0.5: on these, the object of highest P̂_k if P̂_k > P̂_0,
+    which is Eq. 6's argmax over background and objects."""
+    background, objects = distribution[:, :1], distribution[:, 1:]
+    return objects / (background + objects).clamp(min=torch.finfo(objects.dtype).tiny)
+
+
+class AGSSVOS(VOSMethod):
+    """Semi-supervised multi-object segmentation, all objects of a frame in one pass.
+
+    Training (§4.1, recurrent, manual optimisation): a clip of L frames in order (the
+    `ConsecutiveSampler`, with temporal reversal) and a reference frame with its masks. The
+    clip's first frame gives the ground truth that starts the recurrence; for each next frame
+    the previous soft masks P̂_{t−1} are warped to it (backward flow estimated on the augmented
+    clip frames by `flow`), the network predicts, and the instance IoU loss of that frame takes
+    one optimiser step (L − 1 steps per clip: `trainer.max_steps` counts them). If the mean IoU
+    of the frame's labels is below `tolerance`, the next frame is given the ground truth instead
+    of the prediction. Objects missing from a sample's reference are void in its targets, and
+    the padded slots of a batch whose samples have fewer objects are left out of Eqs. 4–5.
+
+    Inference: objects are grouped by the frame where they first appear; each group's reference
+    features are computed once, from that frame and the group's masks; every later frame warps
+    the previous P̂ with the backward flow, runs each group's objects through the network and
+    normalises all objects seen so far together (Eqs. 4–5). An object is background before its
+    first frame and its given mask at it. The returned channels are `against_background` of P̂,
+    on which the harness's labels are Eq. 6's.
+
+    Args:
+        backbone, weights, channels, kernel_size: the network (see `AGSSNetwork`).
+        instance_agnostic, instance_specific, normalise: Table 4's "w/o IAM", "w/o ISM" and
+            "w/o NM" when False.
+        warp: warp the previous masks with the optical flow (Table 4, "w/o OF": False, the
+            previous masks are used as they are).
+        flow: the flow source at inference (`FlowProvider.backward`) and the estimator on the
+            training clips (`FlowProvider.estimate`); default Farnebäck, no cache. Its time at
+            inference counts as model time.
+        input_size: (H, W) frames are resized to at inference ((448, 832) DAVIS, (320, 640)
+            YouTube-VOS in the paper); training clips come at the datamodule transform's size.
+        tolerance: the IoU tolerance threshold of the recurrent training.
+        lr, weight_decay, poly_power: the learning rate, the weight decay and the power of the
+            per-step poly decay.
+        head_lr_multiplier: the learning rate of the attention generator and the decoder (the
+            last refinement and prediction layers) relative to `lr`.
+        optimizer: "adam" (the paper), "adamw" or "sgd" (with `momentum`).
+        freeze_encoder_bn: keep the ResNets' BatchNorm layers in eval mode (running statistics
+            fixed) while training, as the paper's pretrained encoders are: at the start of
+            training and whenever the model is put in train mode again.
+        kwargs: VOSMethod's arguments (crf, threshold, protocol, …).
+    """
+
+    name = "agssvos"
+    semi_supervised = True
+    inference_only = ("input_size",)
+
+    def __init__(self, backbone: str = "resnet50", weights: str | None = None,
+                 channels: int = 256, kernel_size: int = 7, instance_agnostic: bool = True,
+                 instance_specific: bool = True, normalise: bool = True, warp: bool = True,
+                 flow: FlowProvider | None = None, input_size: tuple[int, int] = (448, 832),
+                 tolerance: float = 0.5, lr: float = 1e-5, weight_decay: float = 4e-5,
+                 poly_power: float = 0.9, head_lr_multiplier: float = 10.0,
+                 optimizer: str = "adam", momentum: float = 0.9, freeze_encoder_bn: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        check_optimizer(optimizer)
+        if not 0 <= tolerance <= 1:
+            raise ValueError(f"AGSSVOS: tolerance is an IoU in [0, 1], got {tolerance}")
+        self.save_hyperparameters(ignore=["flow"])
+        self.automatic_optimization = False
+        self.flow = flow or FlowProvider("farneback")
+        self.network = AGSSNetwork(backbone, weights, channels, kernel_size, instance_agnostic,
+                                   instance_specific, normalise)
+
+    def encoders(self) -> list[nn.Module]:
+        """The ResNets: the IAM's encoder and the ISM's feature extractor (those present)."""
+        return [module.encoder for module in (self.network.agnostic, self.network.specific)
+                if module is not None]
+
+    def on_train_start(self) -> None:
+        self.train()  # Lightning keeps the modules' modes as they were: freeze here
+
+    def train(self, mode: bool = True) -> "AGSSVOS":
+        """nn.Module.train, then the encoders' BatchNorm back in eval mode when frozen (wherever
+        a loop or a user switches the model to training)."""
+        super().train(mode)
+        if mode and self.hparams.freeze_encoder_bn:
+            for encoder in self.encoders():
+                for module in encoder.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
+
+    def clip_flows(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, L, 3, H, W) clip frames in [0, 1] → (B, L − 1, 2, H, W) the backward flow of
+        frames 1 … L − 1, each to the frame before it in the clip, in pixels."""
+        batch, length = frames.shape[:2]
+        images = frames.mul(255).round().clamp(0, 255).byte().permute(0, 1, 3, 4, 2).cpu().numpy()
+        pairs = [(b, i) for b in range(batch) for i in range(1, length)]
+        flows = self.flow.estimate([images[b, i] for b, i in pairs],
+                                   [images[b, i - 1] for b, i in pairs])
+        flows = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)
+        return flows.unflatten(0, (batch, length - 1)).to(frames.device)
+
+    def training_step(self, clip: Clip, batch_index: int) -> None:
+        """One clip, frame by frame: warp, predict, one optimiser step per frame."""
+        if clip.reference_frame is None:
+            raise InputError("AGSS-VOS trains on clips with a reference frame: give the "
+                             "datamodule the ConsecutiveSampler (data.init_args.sampler)")
+        hp = self.hparams
+        optimizer, schedule = self.optimizers(), self.lr_schedulers()
+        valid = object_slots(clip.reference_mask)  # (B, K)
+        num_objects = valid.shape[1]
+        if not valid.any():
+            self.log("train/clips_without_objects", float(len(clip.video)))
+            return
+        labels = void_untracked(clip.masks, valid)
+        reference_frame = normalize_images(clip.reference_frame)
+        reference_masks = one_hot_objects(clip.reference_mask, num_objects)
+        frames = normalize_images(clip.frames)
+        flows = self.clip_flows(clip.frames) if hp.warp else None
+        previous = one_hot_objects(labels[:, 0], num_objects)
+        losses, truths = [], []
+        for i in range(1, clip.frames.shape[1]):
+            masks = previous if flows is None else warp_backward(previous, flows[:, i - 1])
+            reference = self.network.encode_reference(reference_frame, reference_masks)
+            distribution = self.network(frames[:, i], masks, reference, valid)
+            loss = instance_iou_loss(distribution[:, 1:], labels[:, i])
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                iou = mean_object_iou(segmentation_labels(distribution), labels[:, i],
+                                      num_objects)
+                truth = iou < hp.tolerance  # NaN (no object in the frame): keep the prediction
+                previous = torch.where(truth[:, None, None, None],
+                                       one_hot_objects(labels[:, i], num_objects),
+                                       distribution[:, 1:].detach())
+            losses.append(loss.detach())
+            truths.append(truth.float().mean())
+        self.log("train/loss", torch.stack(losses).mean(), prog_bar=True)
+        self.log("train/ground_truth_fraction", torch.stack(truths).mean())
+
+    @torch.inference_mode()
+    def predict_video(self, video: LoadedVideo) -> torch.Tensor:
+        """(T, K, H, W): channel k − 1 object k's P̂_k / (P̂_0 + P̂_k) (`against_background`),
+        at the video's size; the given masks at each object's first frame, 0 before it."""
+        given = video.video.reference_masks()
+        num_objects = max((int(labels.max()) for labels in given.values()), default=0)
+        size, input_size = tuple(video.video.size), tuple(self.hparams.input_size)
+        outputs = torch.zeros(len(video), max(num_objects, 1), *size, device=self.device)
+        if num_objects == 0:
+            return outputs
+        frames = normalize_images(resize(video.frames.float().div(255), input_size))
+        groups: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # (object slots, reference)
+        previous = frames.new_zeros(1, num_objects, *input_size)  # P̂_{t−1} at input_size
+        for t in range(len(video)):
+            output = frames.new_zeros(1, num_objects, *input_size)
+            if groups:
+                masks = self.warped(previous, video, t)
+                objects, active = torch.zeros_like(previous), torch.zeros(
+                    1, num_objects, dtype=torch.bool, device=frames.device)
+                for slots, reference in groups:
+                    objects[:, slots] = self.network.object_probabilities(
+                        frames[t:t + 1], masks[:, slots], reference)
+                    active[:, slots] = True
+                distribution = self.network.distribution(objects, active)
+                previous, output = distribution[:, 1:], against_background(distribution)
+            output = resize(output, size)
+            if t in given:
+                masks = one_hot_objects(torch.from_numpy(given[t])[None].to(frames.device),
+                                        num_objects)
+                slots = masks.flatten(2).any(2)[0].nonzero()[:, 0]
+                small = resize(masks, input_size)
+                groups.append((slots, self.network.encode_reference(frames[t:t + 1],
+                                                                    small[:, slots])))
+                previous = previous * (1 - small.amax(1, keepdim=True)) + small
+                output = output * (1 - masks.amax(1, keepdim=True)) + masks
+            outputs[t] = output[0]
+        return outputs
+
+    def warped(self, previous: torch.Tensor, video: LoadedVideo, t: int) -> torch.Tensor:
+        """(1, K, h, w) P̂_{t−1} → P_{t−1,t}: warped with the backward flow t → t − 1 at the
+        input size (unchanged without `warp`)."""
+        if not self.hparams.warp:
+            return previous
+        flow = torch.from_numpy(self.flow.backward(video.video, t)).permute(2, 0, 1)[None]
+        return warp_backward(previous, resize_flow(flow.to(previous.device),
+                                                   tuple(previous.shape[-2:])))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        faster = [self.network.decoder] + ([self.network.specific.attention]
+                                           if self.network.specific is not None else [])
+        groups = modules_faster(self, faster, hp.lr, hp.head_lr_multiplier)
+        optimizer = make_optimizer(hp.optimizer, groups, hp.momentum, hp.weight_decay)
+        return self.poly_schedule(optimizer, hp.poly_power, self.total_optimizer_steps())
+
+    def total_optimizer_steps(self) -> int:
+        """The run's optimiser steps, L − 1 per clip: `trainer.max_steps` if set, else the
+        training batches times L − 1 (L: the datamodule sampler's clip length)."""
+        trainer = self.trainer
+        if trainer.max_steps != -1:
+            return trainer.max_steps
+        sampler = getattr(trainer.datamodule, "sampler", None)
+        if not isinstance(sampler, ConsecutiveSampler):
+            raise InputError("AGSS-VOS trains on ConsecutiveSampler clips "
+                             "(data.init_args.sampler)")
+        return trainer.estimated_stepping_batches * max(sampler.length - 1, 1)

@@ -253,7 +253,8 @@ class AMCNet(VOSMethod):
         lr, momentum, weight_decay, poly_power: learning rate, SGD momentum, weight decay and the
             power of the per-step poly decay.
         bias_lr_multiplier: the biases' learning rate relative to `lr` (no weight decay on them).
-        optimizer: "sgd" (the paper) or "adamw" (momentum unused), both with the poly decay.
+        optimizer: "sgd" (the paper), "adam" or "adamw" (momentum unused), all with the poly
+            decay.
         frames_per_batch: frames per forward pass at inference.
         kwargs: VOSMethod's arguments (crf, threshold, protocol, …).
     """

@@ -279,10 +279,12 @@ class VOSMethod(pl.LightningModule):
                                  step=self.global_step,
                                  caption=["frame | ground truth | prediction"])
 
-    def poly_schedule(self, optimizer: torch.optim.Optimizer, power: float) -> dict:
+    def poly_schedule(self, optimizer: torch.optim.Optimizer, power: float,
+                      total: int | None = None) -> dict:
         """The optimizer with a poly learning-rate decay, (1 − step / total)^power per step over
-        the run's optimizer steps, as `configure_optimizers` returns it."""
-        total = max(self.trainer.estimated_stepping_batches, 1)
+        the run's `total` optimizer steps (default: Lightning's estimate, one per batch), as
+        `configure_optimizers` returns it."""
+        total = max(self.trainer.estimated_stepping_batches if total is None else total, 1)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: max(1 - step / total, 0) ** power)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule,

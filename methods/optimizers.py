@@ -1,10 +1,11 @@
-"""The optimizers a method's preset can choose: "sgd" (the papers') or "adamw" (from random
-initialisation it learns far faster, which the tiny presets need)."""
+"""The optimizers a method's preset can choose: "sgd" (AGNN's and AMC-Net's papers'), "adam"
+(AGSS-VOS's paper: Adam with L2 weight decay added to the gradient) or "adamw" (decoupled weight
+decay; from random initialisation it learns far faster than SGD, which the tiny presets need)."""
 
 import torch
 from torch import nn
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def check_optimizer(name: str) -> None:
@@ -15,9 +16,11 @@ def check_optimizer(name: str) -> None:
 
 def make_optimizer(name: str, groups: list[dict], momentum: float,
                    weight_decay: float) -> torch.optim.Optimizer:
-    """SGD with `momentum` or AdamW (momentum unused) over parameter groups that each carry
-    their "lr"; `weight_decay` applies to every group that does not set its own."""
+    """SGD with `momentum`, Adam or AdamW (momentum unused by both) over parameter groups that
+    each carry their "lr"; `weight_decay` applies to every group that does not set its own."""
     check_optimizer(name)
+    if name == "adam":
+        return torch.optim.Adam(groups, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, weight_decay=weight_decay)
     return torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay)
@@ -41,3 +44,13 @@ def weights_and_biases(model: nn.Module, lr: float, bias_lr_multiplier: float) -
     rest = [parameter for name, parameter in named if not name.endswith(".bias")]
     return [{"params": rest, "lr": lr},
             {"params": biases, "lr": lr * bias_lr_multiplier, "weight_decay": 0.0}]
+
+
+def modules_faster(model: nn.Module, modules: list[nn.Module], lr: float,
+                   multiplier: float) -> list[dict]:
+    """Two parameter groups: every parameter of `model` outside `modules` at `lr`, and those of
+    `modules` (AGSS-VOS's attention generator and last layers) at lr × multiplier."""
+    faster = [parameter for module in modules for parameter in module.parameters()]
+    chosen = {id(parameter) for parameter in faster}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in chosen]
+    return [{"params": rest, "lr": lr}, {"params": faster, "lr": lr * multiplier}]

@@ -75,6 +75,21 @@ def test_consecutive_sampler_reverses_and_pads_short_videos():
     assert {clip.reference for clip in mixed} == {0, 5}
 
 
+def test_consecutive_sampler_draws_a_stride_per_clip():
+    """max_stride 3: every clip steps through the annotated frames after the reference by one
+    stride r ∈ {1, 2, 3}, starting on the r-th grid (1, 1 + r, …); each r is drawn."""
+    strides = set()
+    for clip in draws(ConsecutiveSampler(length=3, max_stride=3), fake_video(30)):
+        stride = clip.frames[1] - clip.frames[0]
+        assert clip.reference == 0 and stride in (1, 2, 3)
+        assert clip.frames == tuple(range(clip.frames[0], clip.frames[0] + 3 * stride, stride))
+        assert (clip.frames[0] - 1) % stride == 0
+        strides.add(stride)
+    assert strides == {1, 2, 3}
+    with pytest.raises(ValueError, match="max_stride must be at least 1"):
+        ConsecutiveSampler(max_stride=0)
+
+
 def test_neighbour_sampler_pairs_an_annotated_frame_with_the_next():
     for clip in draws(NeighbourSampler(), fake_video(10, [0, 4, 9])):
         frame, neighbour = clip.frames

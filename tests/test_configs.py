@@ -53,3 +53,29 @@ def test_agnn_paper_preset_holds_the_papers_settings(tmp_path):
     assert (model.lr, model.poly_power, model.graph_lr_multiplier) == (2.5e-4, 0.9, 10.0)
     # "we apply CRF as a post-processing step" (the recipe of METHODS.md §1)
     assert cli.model.crf == RECIPES["agnn"]
+
+
+def test_agssvos_paper_preset_holds_the_papers_settings(tmp_path):
+    """configs/methods/agssvos/paper.yaml against papers/agssvos-iccv2019 §4.1 and METHODS.md §3."""
+    cli = VOSCLI(["--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+                  "--config", str(CONFIGS / "data" / "synthetic.yaml"),
+                  "--config", str(CONFIGS / "methods" / "agssvos" / "paper.yaml"),
+                  "--data.init_args.root", str(tmp_path / "data"), "--wandb_mode", "disabled",
+                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    model, data = cli.model.hparams, cli.datamodule
+    # RGMP's ResNet-50 Siamese encoder, 256-channel decoder; METHODS.md: DAVIS at 832×448
+    assert (model.backbone, model.channels, model.kernel_size) == ("resnet50", 256, 7)
+    assert tuple(model.input_size) == (448, 832) and tuple(data.transform.size) == (448, 832)
+    assert (model.instance_agnostic, model.instance_specific, model.normalise, model.warp) == (
+        True, True, True, True)
+    # "the length of the sampled sequence is 8"; "flipping each frame horizontally; reversing
+    # the sampled sequence"; "a tolerance threshold"
+    assert type(data.sampler).__name__ == "ConsecutiveSampler" and data.sampler.length == 8
+    assert data.sampler.reverse_probability == 0.5 and data.transform.flip_probability == 0.5
+    assert model.tolerance == 0.5
+    # "Adam optimizer and poly learning policy with the initial learning rate 1e-5 for 10-epoch
+    # training"; METHODS.md: weight decay 4e-5, attention and last layers at 10×, frozen BN
+    assert (model.optimizer, model.lr, model.weight_decay, model.poly_power) == (
+        "adam", 1e-5, 4e-5, 0.9)
+    assert model.head_lr_multiplier == 10 and model.freeze_encoder_bn
+    assert cli.trainer.max_epochs == 10 and cli.model.crf is None

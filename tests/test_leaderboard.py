@@ -438,6 +438,28 @@ def test_an_ablation_row_finds_its_paper_value_in_any_table_of_the_metric(tmp_pa
                                                    nan_ok=True)
 
 
+def test_an_ablation_on_another_protocol_compares_the_headline_metrics(tmp_path):
+    """AGSS-VOS's Table 4 is on YouTube-VOS (Overall, full model 71.3); its sweep on the
+    synthetic default (davis2017) has no Overall: J&F against the paper's Overall, said in the
+    title, each line found by the keys it sets (w/o ISM 67.0, w/o OF 67.8)."""
+    trials = [({}, 0.70), ({"model.init_args.instance_specific": False}, 0.66),
+              ({"model.init_args.warp": False}, 0.64)]
+    for number, (parameters, j_and_f) in enumerate(trials, start=1):
+        config = {"model.init_args.instance_specific": True, "model.init_args.warp": True,
+                  **parameters}
+        write_row(tmp_path, "agssvos", "tiny", "synthetic", "val", "davis2017",
+                  davis_metrics(j_and_f, j_and_f), f"2026-12-03T07:0{number}:00Z",
+                  schema_version=2, sweep_id="s3", trial=number,
+                  trial_parameters={"seed_everything": 0, **parameters}, config=config)
+    title, table = ablation_table(load_rows(tmp_path), "s3")
+    assert title == ("sweep s3: agssvos (tiny) on synthetic val, J&F; paper: Table 4 "
+                     "(youtube-vos valid, Overall)")
+    assert list(table["Setting"]) == ["reference", "ISM = false", "OF = false"]
+    assert list(table["Δ"]) == pytest.approx([0.0, -4.0, -6.0])
+    assert list(table["paper J&F"]) == pytest.approx([71.3, 67.0, 67.8])
+    assert list(table["paper Δ"]) == pytest.approx([0.0, -4.3, -3.5])
+
+
 def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_path, capsys):
     # K × N′ on AGNN tiny (preset K = 3, N′ = 5), the reference with two seeds
     trials = [(3, 5, 0, 0.80), (3, 5, 1, 0.82), (2, 5, 0, 0.78), (3, 7, 0, 0.81), (2, 7, 0, 0.77)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vosbench.methods.fcn import FCN
-from vosbench.methods.optimizers import embedding_and_rest, make_optimizer
+from vosbench.methods.optimizers import embedding_and_rest, make_optimizer, modules_faster
 
 
 def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
@@ -19,11 +19,14 @@ def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
     sgd = make_optimizer("sgd", groups, momentum=0.9, weight_decay=5e-4)
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.param_groups[0]["momentum"] == 0.9 and sgd.param_groups[0]["lr"] == 0.1
+    adam = make_optimizer("adam", [{"params": first.parameters(), "lr": 1e-5}], momentum=0.9,
+                          weight_decay=4e-5)
+    assert type(adam) is torch.optim.Adam and adam.param_groups[0]["weight_decay"] == 4e-5
 
 
 def test_unknown_optimizers_are_refused_when_the_method_is_built():
-    with pytest.raises(ValueError, match="unknown optimizer 'adam'; known: sgd, adamw"):
-        FCN(backbone="resnet18", output_stride=16, channels=16, optimizer="adam")
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; known: sgd, adam, adamw"):
+        FCN(backbone="resnet18", output_stride=16, channels=16, optimizer="lamb")
 
 
 def test_the_embedding_and_every_other_parameter_get_their_own_rate():
@@ -32,3 +35,13 @@ def test_the_embedding_and_every_other_parameter_get_their_own_rate():
     assert (embedding["lr"], rest["lr"]) == (1e-3, pytest.approx(1e-2))
     assert {id(p) for p in rest["params"]} == {id(p) for p in model.readout.parameters()}
     assert len(embedding["params"]) + len(rest["params"]) == len(list(model.parameters()))
+
+
+def test_chosen_modules_go_faster_and_every_other_parameter_keeps_the_rate():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1),
+                                torch.nn.Linear(1, 1))
+    rest, faster = modules_faster(model, [model[2], model[3]], 1e-5, 10.0)
+    assert (rest["lr"], faster["lr"]) == (1e-5, pytest.approx(1e-4))
+    assert [id(p) for p in rest["params"]] == [id(p) for p in model[0].parameters()]
+    assert {id(p) for p in faster["params"]} == {id(p) for p in [*model[2].parameters(),
+                                                                 *model[3].parameters()]}

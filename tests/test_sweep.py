@@ -15,6 +15,7 @@ import yaml
 
 from vosbench import sweep
 from vosbench.cli import main as vosbench_main
+from vosbench.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = ["${interpreter}", "-m", "vosbench.cli", "bench", "${args}"]
@@ -226,6 +227,24 @@ def test_a_trials_command_passes_every_parameter_as_wandbs_args_do():
     assert sweep.command_line(config, parameters) == [
         "/usr/bin/env", sys.executable, "-m", "vosbench.cli", "bench", "--method=fcn",
         "--model.init_args.lr=0.5", "--model.init_args.crf=null", "--model.init_args.graph=False"]
+
+
+def test_an_ablation_line_sets_its_keys_and_is_refused_online(monkeypatch):
+    """configs/sweeps/agssvos_ablation.yaml: each value of `ablation` is a mapping of the keys
+    one line of Table 4 changes (none for the full model); a trial's command and its recorded
+    settings hold those keys, not `ablation`."""
+    config = sweep.load_sweep(REPO / "configs/sweeps/agssvos_ablation.yaml")
+    trials = engine_order(config)
+    assert len(trials) == 10 and len({sweep.training_setting(trial) for trial in trials}) == 10
+    lines = [trial for trial in trials if trial["seed_everything"] == 0]
+    assert [sweep.flat_parameters(trial).get("model.init_args.warp") for trial in lines] == [
+        None, None, None, None, False]
+    command = sweep.command_line(config, lines[2])
+    assert "--model.init_args.instance_agnostic=False" in command
+    assert not any(part.startswith("--ablation") for part in command)
+    assert sweep.flat_parameters({"a": 1, "ablation": {}}) == {"a": 1}
+    with pytest.raises(InputError, match="runs offline only"):
+        sweep.run_online(REPO / "configs/sweeps/agssvos_ablation.yaml", None, "p", None, 1)
 
 
 def test_agnn_k_n_trains_once_per_k():

@@ -487,7 +487,13 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
     reported = load_ablations(first["method"], folder)
     paper = reported[0] if reported else None
     metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
-    papers = [table for table in reported if table["metric"] == metric]
+    if metric not in first["metrics"]:
+        # the paper's table is of a protocol the sweep's rows do not have (AGSS-VOS's Overall on
+        # YouTube-VOS): compare the two protocols' headline metrics
+        metric = headline_metric(get_protocol(first["protocol"]))
+    papers = [table for table in reported if table["metric"] == metric or
+              metric not in {t["metric"] for t in reported} and
+              table["metric"] == headline_metric(get_protocol(table["protocol"]))]
     varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
                      if name != "seed_everything" and len({json.dumps(r["config"].get(name))
                                                           for r in trials}) > 1})
@@ -522,7 +528,8 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
                         f"{header}{STD}": summaries[label][1]})
     tables = ", ".join(table["table"] for table in papers)
     title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
-             f"{header}" + (f"; paper: {tables} ({paper['dataset']} {paper['split']})"
+             f"{header}" + (f"; paper: {tables} ({paper['dataset']} {paper['split']}"
+                            f"{'' if paper['metric'] == metric else ', ' + paper['metric']})"
                             if paper else ""))
     return title, pd.DataFrame.from_records(records)
 

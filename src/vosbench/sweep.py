@@ -8,13 +8,15 @@ Offline (the default, no W&B server): W&B's own sweep engine, the `sweeps` packa
 local controller runs, picks each trial (`sweeps.next_run`: grid, random or bayes, as the server
 would); each trial runs the file's `command` (its `${args}` are the trial's `--key=value`) in a
 process of its own, W&B offline, its results row marked with the sweep id, the trial number and
-its parameters. Trials that differ only in the method's inference options
-(`VOSMethod.inference_options`) share one fit: the first trains, the others score its checkpoint
-(`bench --ckpt_path`). The state is in `<sweeps-dir>/<sweep id>/`: the sweep file and one record
-per trial (parameters, status, exit code, results row, checkpoint, log), written atomically. The
-sweep id is a hash of the file's content, so the same command again (or `--resume ID`) goes on:
-finished trials are kept, failed or interrupted ones run again; a failed trial is recorded with
-its log and the sweep goes on; the exit status is 1 if a trial failed.
+its parameters. A parameter may take mappings as values, each a set of keys for one trial (the
+lines of an ablation table, one part removed at a time; offline only). Trials that differ only in
+the method's inference options (`VOSMethod.inference_options`) share one fit: the first trains,
+the others score its checkpoint (`bench --ckpt_path`). The state is in `<sweeps-dir>/<sweep
+id>/`: the sweep file and one record per trial (parameters, status, exit code, results row,
+checkpoint, log), written atomically. The sweep id is a hash of the file's content, so the same
+command again (or `--resume ID`) goes on: finished trials are kept, failed or interrupted ones
+run again; a failed trial is recorded with its log and the sweep goes on; the exit status is 1
+if a trial failed.
 
 A sweep killed mid-trial (Ctrl-C, SIGTERM, SIGKILL, a lost node) goes on with the same command: its
 trial reruns under the same run folder, so `bench` resumes the fit from the last checkpoint there,
@@ -90,9 +92,19 @@ def sweep_id(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def flat_parameters(parameters: dict) -> dict:
+    """The trial's settings: a parameter whose value is a mapping {key: value, …} (one line of
+    an ablation table: several keys at once, or none) stands for those keys."""
+    flat = {}
+    for key, value in parameters.items():
+        flat.update(value if isinstance(value, dict) else {key: value})
+    return flat
+
+
 def trial_arguments(parameters: dict) -> list[str]:
-    """`--key=value` per parameter, as W&B's ${args} gives them (str of the value)."""
-    return [f"--{key}={value}" for key, value in parameters.items()]
+    """`--key=value` per setting (`flat_parameters`), as W&B's ${args} gives them (str of the
+    value)."""
+    return [f"--{key}={value}" for key, value in flat_parameters(parameters).items()]
 
 
 def command_line(config: dict, parameters: dict) -> list[str]:
@@ -116,8 +128,8 @@ def training_setting(parameters: dict) -> str:
     method = methods().get(parameters.get("method"))
     inference = {f"model.init_args.{option}" for option in
                  (method.inference_options() if method else ())}
-    return json.dumps({key: value for key, value in parameters.items() if key not in inference},
-                      sort_keys=True)
+    return json.dumps({key: value for key, value in flat_parameters(parameters).items()
+                       if key not in inference}, sort_keys=True)
 
 
 def grid_size(config: dict) -> int | None:
@@ -234,7 +246,7 @@ def run_trial(config: dict, folder: SweepFolder, record: dict, records: list[dic
                   started=time.time())
     folder.write(record)
     env = {**os.environ, SWEEP_ID_VARIABLE: folder.id, TRIAL_VARIABLE: str(record["trial"]),
-           PARAMETERS_VARIABLE: json.dumps(record["parameters"]),
+           PARAMETERS_VARIABLE: json.dumps(flat_parameters(record["parameters"])),
            "WANDB_MODE": "disabled" if os.environ.get("WANDB_MODE") == "disabled" else "offline"}
     with open(log, "a") as stream:  # a rerun's output follows the interrupted attempt's
         try:  # an interrupt kills the trial (subprocess.run does) and stops the sweep
@@ -349,7 +361,14 @@ def run_online(path: Path | None, agent: str | None, project: str, entity: str |
     """Create the sweep on the W&B server (or join `agent`'s) and run trials with W&B's agent."""
     import wandb
 
-    sweep = agent or wandb.sweep(load_sweep(path), project=project, entity=entity)
+    config = None if path is None else load_sweep(path)
+    if config is not None and any(isinstance(value, dict) for spec in
+                                  config["parameters"].values()
+                                  for value in spec.get("values", [spec.get("value")])):
+        raise InputError(f"{path}: a parameter whose values are mappings (several keys per "
+                         f"trial) runs offline only: W&B's agent would pass each mapping as "
+                         f"one argument")
+    sweep = agent or wandb.sweep(config, project=project, entity=entity)
     print(f"W&B sweep {sweep}; more machines join with: vosbench sweep --agent {sweep}")
     os.environ["WANDB_MODE"] = "online"  # the trials' bench runs log to the sweep's server
     wandb.agent(sweep, project=project, entity=entity, count=count)

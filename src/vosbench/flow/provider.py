@@ -123,6 +123,15 @@ class FlowProvider:
             return -self.backward(video, index)
         return self.forward(video, index)
 
+    def estimate(self, firsts: list[np.ndarray], seconds: list[np.ndarray]) -> list[np.ndarray]:
+        """The (H, W, 2) flow from firsts[i] to seconds[i], (H, W, 3) uint8 RGB images of one size
+        that need not be frames of a dataset (augmented training clips), never cached."""
+        if self.estimator is None:
+            raise InputError("flow method 'files' reads the precomputed flow of dataset frames "
+                             "and cannot estimate flow between other images (augmented training "
+                             "clips): use method 'farneback' or 'raft'")
+        return self.estimator.estimate_pairs(firsts, seconds)
+
     def _flow(self, video: Video, direction: str, index: int) -> np.ndarray:
         offset = DIRECTIONS[direction]
         _check_index(video, index, max(0, -offset), len(video) - 1 - max(0, offset),
