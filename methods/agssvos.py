@@ -579,7 +579,10 @@ class AGSSVOS(VOSMethod):
         return flows.unflatten(0, (batch, length - 1)).to(frames.device)
 
     def training_step(self, clip: Clip, batch_index: int) -> None:
-        """One clip, frame by frame: warp, predict, one optimiser step per frame."""
+        """One clip, frame by frame: warp, predict, one optimiser step per frame. A batch whose
+        references hold no object (a reversed YouTube-VOS clip whose objects have left) takes no
+        step and is counted in `train/clips_without_objects`; under DDP the other ranks would
+        then wait for its gradients (not handled yet)."""
         if clip.reference_frame is None:
             raise InputError("AGSS-VOS trains on clips with a reference frame: give the "
                              "datamodule the ConsecutiveSampler (data.init_args.sampler)")

@@ -25,14 +25,19 @@ def test_method_presets_build(preset, trainer, tmp_path):
         assert cli.datamodule.transform.size is not None
 
 
+def paper_preset(method: str, tmp_path) -> VOSCLI:
+    """The CLI of `method`'s paper preset on the synthetic data and the CPU trainer, not run."""
+    return VOSCLI(["--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+                   "--config", str(CONFIGS / "data" / "synthetic.yaml"),
+                   "--config", str(CONFIGS / "methods" / method / "paper.yaml"),
+                   "--data.init_args.root", str(tmp_path / "data"), "--wandb_mode", "disabled",
+                   "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+
+
 def test_agnn_paper_preset_holds_the_papers_settings(tmp_path):
     """configs/methods/agnn/paper.yaml against the sentences of the paper (papers/agnn-iccv2019
     §3.3, §4.1.1) and METHODS.md §1 that give each value."""
-    cli = VOSCLI(["--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-                  "--config", str(CONFIGS / "data" / "synthetic.yaml"),
-                  "--config", str(CONFIGS / "methods" / "agnn" / "paper.yaml"),
-                  "--data.init_args.root", str(tmp_path / "data"), "--wandb_mode", "disabled",
-                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    cli = paper_preset("agnn", tmp_path)
     model, data = cli.model.hparams, cli.datamodule
     # "the first five convolution blocks of DeepLabV3" (ResNet-101, output stride 8):
     # "473×473 … h0 ∈ R^{60×60×256}"
@@ -57,11 +62,7 @@ def test_agnn_paper_preset_holds_the_papers_settings(tmp_path):
 
 def test_agssvos_paper_preset_holds_the_papers_settings(tmp_path):
     """configs/methods/agssvos/paper.yaml against papers/agssvos-iccv2019 §4.1 and METHODS.md §3."""
-    cli = VOSCLI(["--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-                  "--config", str(CONFIGS / "data" / "synthetic.yaml"),
-                  "--config", str(CONFIGS / "methods" / "agssvos" / "paper.yaml"),
-                  "--data.init_args.root", str(tmp_path / "data"), "--wandb_mode", "disabled",
-                  "--trainer.default_root_dir", str(tmp_path / "run")], run=False)
+    cli = paper_preset("agssvos", tmp_path)
     model, data = cli.model.hparams, cli.datamodule
     # RGMP's ResNet-50 Siamese encoder, 256-channel decoder; METHODS.md: DAVIS at 832×448
     assert (model.backbone, model.channels, model.kernel_size) == ("resnet50", 256, 7)
