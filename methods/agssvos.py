@@ -435,7 +435,7 @@ def object_slots(references: torch.Tensor) -> torch.Tensor:
     """(B, H, W) reference labels → (B, K) bool, slot k − 1 true where object k is in that
     sample's reference; K the largest object id of the batch (void excluded)."""
     objects = references.long().masked_fill(references == VOID_LABEL, 0)
-    num_objects = int(objects.max()) if objects.numel() else 0
+    num_objects = int(objects.max())
     ids = torch.arange(1, num_objects + 1, device=references.device)
     return (objects.flatten(1)[:, :, None] == ids).any(1)
 

@@ -73,6 +73,7 @@ def test_object_slots_one_hot_masks_and_untracked_objects():
     masks = one_hot_objects(torch.tensor([[[1, 3], [255, 0]]]), 3)
     assert masks.tolist() == [[[[1, 0], [0, 0]], [[0, 0], [0, 0]], [[0, 1], [0, 0]]]]
     assert object_slots(torch.zeros(1, 2, 2, dtype=torch.uint8)).shape == (1, 0)
+    assert object_slots(torch.tensor([[[2, 255]]], dtype=torch.uint8)).tolist() == [[False, True]]
 
 
 def test_mean_object_iou_of_hand_made_labels():
@@ -82,6 +83,8 @@ def test_mean_object_iou_of_hand_made_labels():
     predicted = torch.tensor([[[1, 0, 2, 2], [1, 0, 0, 1]], [[1, 0, 0, 0], [0, 0, 0, 0]]])
     iou = mean_object_iou(predicted, truth, 2)
     assert iou[0] == pytest.approx(1 / 3) and torch.isnan(iou[1])
+    single = torch.tensor([[[0, 1], [0, 0]]])  # a one-pixel object found exactly: IoU 1
+    assert mean_object_iou(single, single, 1).tolist() == [1.0]
 
 
 def test_the_harness_labels_of_the_returned_channels_are_equation_6s():
@@ -209,8 +212,19 @@ def test_training_warps_with_the_backward_flow_of_the_augmented_clip():
 def test_training_needs_a_reference_frame():
     clip = batched(moving_clip())
     clip.reference_frame = clip.reference_mask = None
-    with pytest.raises(InputError, match="ConsecutiveSampler"):
+    with pytest.raises(InputError, match="^AGSS-VOS trains on clips with a reference frame: "
+                                         "give the datamodule the ConsecutiveSampler"):
         tiny_agssvos().training_step(clip, 0)
+
+
+def test_a_batch_without_objects_in_its_references_takes_no_step():
+    """References with no object (a reversed clip whose objects have left): no optimiser step,
+    and the clips are counted."""
+    clip = moving_clip()
+    clip.reference_mask = torch.zeros_like(clip.reference_mask)
+    trainer, recorder = fit(tiny_agssvos(), [clip], max_steps=3, max_epochs=1)
+    assert trainer.global_step == 0 and recorder.masks == []
+    assert trainer.callback_metrics["train/clips_without_objects"] == 1.0
 
 
 # --- inference ---------------------------------------------------------------------------------
@@ -337,9 +351,9 @@ def test_inference_warps_with_the_backward_flow_resized_to_the_input(tmp_path):
 class FakeTrainer:
     """What configure_optimizers reads of a trainer."""
 
-    def __init__(self, max_steps: int, batches: int, sampler):
+    def __init__(self, max_steps: int, batches: int, sampler=None):
         self.max_steps, self.estimated_stepping_batches = max_steps, batches
-        self.datamodule = type("Data", (), {"sampler": sampler})()
+        self.datamodule = None if sampler is None else type("Data", (), {"sampler": sampler})()
 
 
 def test_the_attention_generator_and_decoder_learn_faster_and_the_decay_counts_frames():
@@ -356,14 +370,17 @@ def test_the_attention_generator_and_decoder_learn_faster_and_the_decay_counts_f
     assert len(rest["params"]) + len(head) == len(list(model.parameters()))
     decay = configured["lr_scheduler"]["scheduler"].lr_lambdas[0]
     assert decay(15) == pytest.approx(0.5 ** 0.9) and decay(30) == 0  # 10 × 3 steps
-    model._trainer = FakeTrainer(12, 4, None)
+    model._trainer = FakeTrainer(-1, 10, ConsecutiveSampler(length=2))
+    assert model.total_optimizer_steps() == 10
+    model._trainer = FakeTrainer(12, 4)
     assert model.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0](6) == \
         pytest.approx(0.5 ** 0.9)
-    model._trainer = FakeTrainer(-1, 10, None)
-    with pytest.raises(InputError, match="ConsecutiveSampler"):
+    model._trainer = FakeTrainer(-1, 10)  # no datamodule, so no ConsecutiveSampler
+    with pytest.raises(InputError, match="^AGSS-VOS trains on ConsecutiveSampler clips "
+                                         r"\(data.init_args.sampler\)$"):
         model.configure_optimizers()
     without_ism = tiny_agssvos(instance_specific=False)
-    without_ism._trainer = FakeTrainer(6, 2, None)
+    without_ism._trainer = FakeTrainer(6, 2)
     _, faster = without_ism.configure_optimizers()["optimizer"].param_groups
     assert {id(p) for p in faster["params"]} == {id(p) for p in
                                                  without_ism.network.decoder.parameters()}

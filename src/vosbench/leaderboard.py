@@ -486,14 +486,13 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
     # synthetic default): the comparison is of the changes' direction and size, said in the title
     reported = load_ablations(first["method"], folder)
     paper = reported[0] if reported else None
-    metric = paper["metric"] if paper else headline_metric(get_protocol(first["protocol"]))
-    if metric not in first["metrics"]:
-        # the paper's table is of a protocol the sweep's rows do not have (AGSS-VOS's Overall on
-        # YouTube-VOS): compare the two protocols' headline metrics
-        metric = headline_metric(get_protocol(first["protocol"]))
-    papers = [table for table in reported if table["metric"] == metric or
-              metric not in {t["metric"] for t in reported} and
-              table["metric"] == headline_metric(get_protocol(table["protocol"]))]
+    headline = headline_metric(get_protocol(first["protocol"]))
+    metric = paper["metric"] if paper and paper["metric"] in first["metrics"] else headline
+    # a table of a metric the sweep's rows lack (AGSS-VOS's Table 4: YouTube-VOS Overall) is
+    # compared by headline metrics: its protocol's against the sweep's
+    papers = [table for table in reported if table["metric"] == metric] or [
+        table for table in reported
+        if table["metric"] == headline_metric(get_protocol(table["protocol"]))]
     varied = sorted({name for row in trials for name in row.get("trial_parameters") or {}
                      if name != "seed_everything" and len({json.dumps(r["config"].get(name))
                                                           for r in trials}) > 1})
