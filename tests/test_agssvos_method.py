@@ -27,6 +27,7 @@ from vosbench.methods.agssvos import (
     AGSSVOS,
     VOID_LABEL,
     against_background,
+    instance_iou_loss,
     mean_object_iou,
     normalise_probabilities,
     object_slots,
@@ -384,3 +385,33 @@ def test_the_attention_generator_and_decoder_learn_faster_and_the_decay_counts_f
     _, faster = without_ism.configure_optimizers()["optimizer"].param_groups
     assert {id(p) for p in faster["params"]} == {id(p) for p in
                                                  without_ism.network.decoder.parameters()}
+
+
+def test_each_step_feeds_the_previous_output_and_learns_from_every_object_of_the_batch():
+    """Two clips in one batch, the second without object 2 (a padded slot), tolerance 0, warp
+    off: each frame's masks are the previous frame's P̂ exactly (objects 1 … K), the padded slot
+    is passed as such, and the logged loss is the mean over the frames of Eq. 7 on P̂_1 … P̂_K."""
+    one, two = moving_clip(), moving_clip(shift=1)
+    two.masks[two.masks == 2] = 0
+    two.reference_mask[two.reference_mask == 2] = 0
+    batch = Clip(["a", "b"], torch.stack([one.indices, two.indices]),
+                 torch.stack([one.frames, two.frames]), torch.stack([one.masks, two.masks]),
+                 reference_frame=torch.stack([one.reference_frame, two.reference_frame]),
+                 reference_mask=torch.stack([one.reference_mask, two.reference_mask]))
+    model = tiny_agssvos(warp=False, tolerance=0.0)
+    calls = []
+    model.network.register_forward_hook(
+        lambda network, args, output: calls.append((args[1].clone(), args[3].clone(),
+                                                    output.detach().clone())))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, max_steps=3)
+    trainer.fit(model, train_dataloaders=DataLoader([batch], batch_size=None))
+    assert [valid.tolist() for _, valid, _ in calls] == [[[True, True], [True, False]]] * 3
+    for i in (1, 2):
+        assert torch.equal(calls[i][0], calls[i - 1][2][:, 1:])
+    labels = batch.masks.long()
+    losses = [instance_iou_loss(output[:, 1:], labels[:, i + 1])
+              for i, (_, _, output) in enumerate(calls)]
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(
+        float(torch.stack(losses).mean()), rel=1e-5)
+    assert "train/ground_truth_fraction" in trainer.callback_metrics
