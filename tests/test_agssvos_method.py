@@ -4,7 +4,6 @@ being Eq. 6's, the recurrent training through a Lightning trainer (one optimiser
 the tolerance threshold, the poly decay, frozen encoder BatchNorm, the flow direction), and
 inference on a video whose second object appears mid-video."""
 
-import json
 from pathlib import Path
 
 import cv2
@@ -13,16 +12,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
-from youtube_vos_fixtures import HELD_OUT, write_youtube_vos
+from youtube_vos_fixtures import bench_held_out, late_dog_is_predicted_from_its_frame
 
 from tests.test_harness import SMALL
-from vosbench.cli import main as vosbench_main
 from vosbench.datamodules.clips import Clip, LoadedVideo, load_video
 from vosbench.datamodules.sampling import ConsecutiveSampler
 from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
 from vosbench.flow.estimators import FarnebackEstimator
-from vosbench.io import read_label_png, write_label_png
+from vosbench.io import write_label_png
 from vosbench.methods.agssvos import (
     AGSSVOS,
     VOID_LABEL,
@@ -280,23 +278,13 @@ def test_bench_on_youtube_vos_scores_seen_and_unseen_and_the_late_dog_from_its_f
     dog (unseen) appears at 00010: a row with J/F seen and unseen, the dog background at 00000
     and 00005 and its given mask at 00010."""
     monkeypatch.chdir(tmp_path)
-    write_youtube_vos(tmp_path / "YouTube")
-    Path("heldout.txt").write_text(f"{HELD_OUT}\n")
-    assert vosbench_main(["bench", "--method", "agssvos", "--data", "youtube-vos",
-                          "--results", "results", "--data.init_args.root", "YouTube",
-                          "--data.init_args.heldout", "heldout.txt",
-                          "--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
-                          "--model.init_args.output_workers", "0", *SMALL]) == 0
-    (path,) = Path("results").glob("agssvos-youtube-vos-train-heldout-*.json")
-    row = json.loads(path.read_text())
+    row = bench_held_out(tmp_path, "agssvos", "--trainer.max_steps", "6",
+                         "--trainer.val_check_interval", "2", *SMALL)
     assert row["protocol"] == "youtube-vos" and row["training_seconds"] > 0
     assert all(0 <= row["metrics"][key] <= 1 for key in ("J-Seen", "F-Seen", "J-Unseen",
                                                          "F-Unseen"))
     assert [(r["object"], r["seen"]) for r in row["sequences"]] == [(1, True), (2, False)]
-    predictions = Path(row["run_dir"]) / "predictions" / HELD_OUT
-    dog = [read_label_png(predictions / f"{5 * t:05d}.png") == 2 for t in range(3)]
-    truth = read_label_png(tmp_path / "YouTube/train/Annotations" / HELD_OUT / "00010.png") == 2
-    assert not dog[0].any() and not dog[1].any() and np.array_equal(dog[2], truth)
+    assert late_dog_is_predicted_from_its_frame(row, tmp_path)
 
 
 def test_warping_with_zero_flow_is_the_identity_and_a_constant_flow_shifts():

@@ -76,3 +76,30 @@ def write_youtube_vos(root: Path) -> None:
     a mid-video object, an empty PNG, an object without category) with valid_all_frames."""
     write_split(root, "train", TRAIN)
     write_split(root, "valid", VALID, all_frames=True)
+
+
+def bench_held_out(root: Path, method: str, *arguments: str) -> dict:
+    """Write the fixture under `root`/YouTube and run `vosbench bench --method <method> --data
+    youtube-vos` in the current folder with HELD_OUT held out (`arguments` appended): its
+    results row."""
+    from vosbench.cli import main as vosbench_main
+
+    write_youtube_vos(root / "YouTube")
+    Path("heldout.txt").write_text(f"{HELD_OUT}\n")
+    assert vosbench_main(["bench", "--method", method, "--data", "youtube-vos", "--results",
+                          "results", "--data.init_args.root", str(root / "YouTube"),
+                          "--data.init_args.heldout", "heldout.txt",
+                          "--model.init_args.output_workers", "0", *arguments]) == 0
+    (path,) = Path("results").glob(f"{method}-youtube-vos-train-heldout-*.json")
+    return json.loads(path.read_text())
+
+
+def late_dog_is_predicted_from_its_frame(row: dict, root: Path) -> bool:
+    """The semi-supervised contract on HELD_OUT: its dog (object 2, from 00010) is background in
+    the predictions at 00000 and 00005 and its given mask at 00010."""
+    from vosbench.io import read_label_png
+
+    predictions = Path(row["run_dir"]) / "predictions" / HELD_OUT
+    dog = [read_label_png(predictions / f"{5 * t:05d}.png") == 2 for t in range(3)]
+    truth = read_label_png(root / "YouTube/train/Annotations" / HELD_OUT / "00010.png") == 2
+    return not dog[0].any() and not dog[1].any() and np.array_equal(dog[2], truth)
