@@ -30,10 +30,8 @@ def embedding_and_rest(model: nn.Module, embedding: nn.Module, lr: float,
                        rest_multiplier: float) -> list[dict]:
     """Two parameter groups: the (pretrainable) `embedding`'s parameters at `lr`, and every
     other parameter of `model` (the newly initialised head, graph, …) at lr × rest_multiplier."""
-    in_embedding = {id(parameter) for parameter in embedding.parameters()}
-    rest = [parameter for parameter in model.parameters() if id(parameter) not in in_embedding]
-    return [{"params": list(embedding.parameters()), "lr": lr},
-            {"params": rest, "lr": lr * rest_multiplier}]
+    inside, outside = partition(model, [embedding])
+    return [{"params": inside, "lr": lr}, {"params": outside, "lr": lr * rest_multiplier}]
 
 
 def weights_and_biases(model: nn.Module, lr: float, bias_lr_multiplier: float) -> list[dict]:
@@ -50,7 +48,12 @@ def modules_faster(model: nn.Module, modules: list[nn.Module], lr: float,
                    multiplier: float) -> list[dict]:
     """Two parameter groups: every parameter of `model` outside `modules` at `lr`, and those of
     `modules` (AGSS-VOS's attention generator and last layers) at lr × multiplier."""
-    faster = [parameter for module in modules for parameter in module.parameters()]
-    chosen = {id(parameter) for parameter in faster}
-    rest = [parameter for parameter in model.parameters() if id(parameter) not in chosen]
-    return [{"params": rest, "lr": lr}, {"params": faster, "lr": lr * multiplier}]
+    inside, outside = partition(model, modules)
+    return [{"params": outside, "lr": lr}, {"params": inside, "lr": lr * multiplier}]
+
+
+def partition(model: nn.Module, modules: list[nn.Module]) -> tuple[list, list]:
+    """`model`'s parameters split in two lists: those of `modules`, and all the others."""
+    inside = [parameter for module in modules for parameter in module.parameters()]
+    chosen = {id(parameter) for parameter in inside}
+    return inside, [parameter for parameter in model.parameters() if id(parameter) not in chosen]
