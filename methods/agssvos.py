@@ -484,28 +484,6 @@ def pixel_cross_entropy(distribution: torch.Tensor, labels: torch.Tensor) -> tor
     return (losses * known).sum() / known.sum().clamp(min=1)
 
 
-def perturb_masks(masks: torch.Tensor, shift: float, radius: int) -> torch.Tensor:
-    """Training noise on given masks, so that the network learns to correct the mask it is given
-    (not in the paper, whose IAM starts from RGMP's weights, trained on such deformed masks).
-
-    (B, K, H, W) masks in [0, 1] → the same shape: each mask moved by a random offset, uniform
-    in ±`shift` times its own extent (the rows and the columns it covers), then dilated (r > 0)
-    or eroded (r < 0) by a square of side 2|r| + 1 pixels, r uniform in −`radius` … `radius`.
-    Draws from torch's global generator (seeded by the run's seed).
-    """
-    moved = masks.flatten(0, 1)[:, None].clone()  # (N, 1, H, W)
-    if shift:
-        extents = torch.stack([moved.amax(2).sum((1, 2)), moved.amax(3).sum((1, 2))], 1)  # x, y
-        offsets = (torch.rand_like(extents) * 2 - 1) * shift * extents
-        moved = warp_backward(moved, offsets[:, :, None, None].expand(-1, -1, *moved.shape[-2:]))
-    radii = torch.randint(-radius, radius + 1, (moved.shape[0],)).tolist()
-    for r in set(radii) - {0}:
-        chosen = [n for n, value in enumerate(radii) if value == r]
-        sign = 1 if r > 0 else -1
-        moved[chosen] = sign * F.max_pool2d(sign * moved[chosen], 2 * abs(r) + 1, 1, abs(r))
-    return moved.view(masks.shape)
-
-
 def against_background(distribution: torch.Tensor) -> torch.Tensor:
     """(B, K + 1, H, W) P̂ (channel 0 the background) → (B, K, H, W) P̂_k / (P̂_0 + P̂_k), each
     object's probability against the background alone. The harness labels a pixel with the object
@@ -549,9 +527,6 @@ class AGSSVOS(VOSMethod):
         tolerance: the IoU tolerance threshold of the recurrent training.
         cross_entropy: the weight of a pixel-wise cross-entropy on P̂ (void excluded) added to
             Eq. 7 (not in the paper; 0: Eq. 7 alone).
-        mask_shift, mask_radius: `perturb_masks`' noise on the ground-truth masks that training
-            feeds the network (the clip's first frame, and a frame after one below the
-            tolerance); 0 and 0 (the paper): none.
         lr, weight_decay, poly_power: the learning rate, the weight decay and the power of the
             per-step poly decay.
         head_lr_multiplier: the learning rate of the attention generator and the decoder (the
@@ -571,18 +546,15 @@ class AGSSVOS(VOSMethod):
                  channels: int = 256, kernel_size: int = 7, instance_agnostic: bool = True,
                  instance_specific: bool = True, normalise: bool = True, warp: bool = True,
                  flow: FlowProvider | None = None, input_size: tuple[int, int] = (448, 832),
-                 tolerance: float = 0.5, cross_entropy: float = 0.0, mask_shift: float = 0.0, mask_radius: int = 0,
-                 lr: float = 1e-5, weight_decay: float = 4e-5,
-                 poly_power: float = 0.9, head_lr_multiplier: float = 10.0,
+                 tolerance: float = 0.5, cross_entropy: float = 0.0, lr: float = 1e-5,
+                 weight_decay: float = 4e-5, poly_power: float = 0.9,
+                 head_lr_multiplier: float = 10.0,
                  optimizer: str = "adam", momentum: float = 0.9, freeze_encoder_bn: bool = True,
                  **kwargs):
         super().__init__(**kwargs)
         check_optimizer(optimizer)
         if not 0 <= tolerance <= 1:
             raise ValueError(f"AGSSVOS: tolerance is an IoU in [0, 1], got {tolerance}")
-        if mask_shift < 0 or mask_radius < 0:
-            raise ValueError(f"AGSSVOS: mask_shift and mask_radius must be ≥ 0, got {mask_shift} "
-                             f"and {mask_radius}")
         self.save_hyperparameters(ignore=["flow"])
         self.automatic_optimization = False
         self.flow = flow or FlowProvider("farneback")
@@ -639,7 +611,7 @@ class AGSSVOS(VOSMethod):
         reference_masks = one_hot_objects(clip.reference_mask, num_objects)
         frames = normalize_images(clip.frames)
         flows = self.clip_flows(clip.frames) if hp.warp else None
-        previous = self.given_masks(labels[:, 0], num_objects)
+        previous = one_hot_objects(labels[:, 0], num_objects)
         losses, truths = [], []
         for i in range(1, clip.frames.shape[1]):
             masks = previous if flows is None else warp_backward(previous, flows[:, i - 1])
@@ -657,20 +629,12 @@ class AGSSVOS(VOSMethod):
                                       num_objects)
                 truth = iou < hp.tolerance  # NaN (no object in the frame): keep the prediction
                 previous = torch.where(truth[:, None, None, None],
-                                       self.given_masks(labels[:, i], num_objects),
+                                       one_hot_objects(labels[:, i], num_objects),
                                        distribution[:, 1:].detach())
             losses.append(loss.detach())
             truths.append(truth.float().mean())
         self.log("train/loss", torch.stack(losses).mean(), prog_bar=True)
         self.log("train/ground_truth_fraction", torch.stack(truths).mean())
-
-    def given_masks(self, labels: torch.Tensor, num_objects: int) -> torch.Tensor:
-        """(B, H, W) true labels → (B, K, H, W) the masks training feeds the network in their
-        place: `one_hot_objects`, perturbed when `mask_shift` or `mask_radius` is set."""
-        masks = one_hot_objects(labels, num_objects)
-        if self.hparams.mask_shift or self.hparams.mask_radius:
-            masks = perturb_masks(masks, self.hparams.mask_shift, self.hparams.mask_radius)
-        return masks
 
     @torch.inference_mode()
     def predict_video(self, video: LoadedVideo) -> torch.Tensor:

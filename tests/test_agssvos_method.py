@@ -30,7 +30,6 @@ from vosbench.methods.agssvos import (
     normalise_probabilities,
     object_slots,
     one_hot_objects,
-    perturb_masks,
     pixel_cross_entropy,
     segmentation_labels,
     void_untracked,
@@ -405,73 +404,6 @@ def test_each_step_feeds_the_previous_output_and_learns_from_every_object_of_the
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(
         float(torch.stack(losses).mean()), rel=1e-5)
     assert "train/ground_truth_fraction" in trainer.callback_metrics
-
-
-# --- the training noise on given masks ----------------------------------------------------------
-
-def box_mask(top: int, left: int, height: int, width: int) -> torch.Tensor:
-    mask = torch.zeros(40, 60)
-    mask[top:top + height, left:left + width] = 1
-    return mask
-
-
-def test_perturb_masks_dilates_or_erodes_each_mask_by_a_drawn_radius():
-    """A 6×8 box and radius 2, no shift: every draw gives the box grown by r ∈ −2 … 2 on each
-    side (r = −2: 2×4, …, r = 2: 10×12), each r drawn over 60 draws, each object its own."""
-    torch.manual_seed(0)
-    masks = torch.stack([box_mask(10, 20, 6, 8), box_mask(25, 5, 6, 8)])[None]
-    grown = {r: torch.stack([box_mask(10 - r, 20 - r, 6 + 2 * r, 8 + 2 * r),
-                             box_mask(25 - r, 5 - r, 6 + 2 * r, 8 + 2 * r)])
-             for r in range(-2, 3)}
-    seen = set()
-    for _ in range(60):
-        result = perturb_masks(masks, shift=0.0, radius=2)[0]
-        radii = [next(r for r, boxes in grown.items() if torch.equal(result[k], boxes[k]))
-                 for k in range(2)]
-        seen.update(radii)
-    assert seen == {-2, -1, 0, 1, 2}
-    assert torch.equal(perturb_masks(masks, shift=0.0, radius=0), masks)
-
-
-def test_perturb_masks_moves_each_mask_within_the_shift_times_its_extent():
-    """shift 0.5 on a 6-row × 8-column box: it keeps its mass (48 pixels, bilinear) and its centre
-    moves by at most 4 columns and 3 rows, by different amounts over the draws."""
-    torch.manual_seed(0)
-    masks = box_mask(15, 25, 6, 8)[None, None]
-    rows, cols = torch.meshgrid(torch.arange(40.0), torch.arange(60.0), indexing="ij")
-    moves = []
-    for _ in range(20):
-        result = perturb_masks(masks, shift=0.5, radius=0)[0, 0]
-        assert float(result.sum()) == pytest.approx(48, abs=1e-3)
-        centre = [float((result * rows).sum() / 48), float((result * cols).sum() / 48)]
-        moves.append((centre[0] - 17.5, centre[1] - 28.5))
-    assert all(abs(dy) <= 3 + 1e-4 and abs(dx) <= 4 + 1e-4 for dy, dx in moves)
-    assert len({(round(dy, 3), round(dx, 3)) for dy, dx in moves}) == 20
-    assert max(abs(dx) for _, dx in moves) > 2 and max(abs(dy) for dy, _ in moves) > 1.5
-
-
-def test_training_starts_from_perturbed_ground_truth_with_mask_noise():
-    """With mask_radius 2 the first frame's masks the network is given lie between the ground
-    truth eroded and dilated by 2 (OpenCV's morphology, 5×5), and are not the ground truth."""
-    clip = batched(moving_clip())
-    model = tiny_agssvos(warp=False, tolerance=0.0, mask_radius=2)
-    inputs = []
-    model.network.register_forward_hook(lambda network, args, output: inputs.append(args[1]))
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, max_steps=1)
-    trainer.fit(model, train_dataloaders=DataLoader([clip], batch_size=None))
-    given = inputs[0][0].numpy()
-    kernel = np.ones((5, 5), np.uint8)
-    for k in (1, 2):
-        truth = (clip.masks[0, 0].numpy() == k).astype(np.uint8)
-        assert np.all(given[k - 1] <= cv2.dilate(truth, kernel))
-        assert np.all(given[k - 1] >= cv2.erode(truth, kernel))
-    assert not np.array_equal(given, one_hot_objects(clip.masks[:, 0], 2)[0].numpy())
-
-
-def test_mask_noise_must_not_be_negative():
-    with pytest.raises(ValueError, match="mask_shift and mask_radius"):
-        tiny_agssvos(mask_radius=-1)
 
 
 # --- the pixel-wise cross-entropy of the tiny preset ----------------------------------------------
