@@ -500,10 +500,10 @@ class AGSSVOS(VOSMethod):
     `ConsecutiveSampler`, with temporal reversal) and a reference frame with its masks. The
     clip's first frame gives the ground truth that starts the recurrence; for each next frame
     the previous soft masks P̂_{t−1} are warped to it (backward flow estimated on the augmented
-    clip frames by `flow`), the network predicts, and the instance IoU loss of that frame takes
-    one optimiser step (L − 1 steps per clip: `trainer.max_steps` counts them). If the mean IoU
-    of the frame's labels is below `tolerance`, the next frame is given the ground truth instead
-    of the prediction. Objects missing from a sample's reference are void in its targets, and
+    clip frames by `flow`), the network predicts, and the instance IoU loss of that frame (plus
+    `cross_entropy` × `pixel_cross_entropy`, when set) takes one optimiser step (L − 1 steps per
+    clip: `trainer.max_steps` counts them). If the mean IoU of the frame's labels is below
+    `tolerance`, the next frame is given the ground truth instead of the prediction. Objects missing from a sample's reference are void in its targets, and
     the padded slots of a batch whose samples have fewer objects are left out of Eqs. 4–5.
 
     Inference: objects are grouped by the frame where they first appear; each group's reference
