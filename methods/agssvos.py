@@ -503,8 +503,9 @@ class AGSSVOS(VOSMethod):
     clip frames by `flow`), the network predicts, and the instance IoU loss of that frame (plus
     `cross_entropy` × `pixel_cross_entropy`, when set) takes one optimiser step (L − 1 steps per
     clip: `trainer.max_steps` counts them). If the mean IoU of the frame's labels is below
-    `tolerance`, the next frame is given the ground truth instead of the prediction. Objects missing from a sample's reference are void in its targets, and
-    the padded slots of a batch whose samples have fewer objects are left out of Eqs. 4–5.
+    `tolerance`, the next frame is given the ground truth instead of the prediction (`next_masks`).
+    Objects missing from a sample's reference are void in its targets, and the padded slots of a
+    batch whose samples have fewer objects are left out of Eqs. 4–5.
 
     Inference: objects are grouped by the frame where they first appear; each group's reference
     features are computed once, from that frame and the group's masks; every later frame warps
@@ -613,7 +614,8 @@ class AGSSVOS(VOSMethod):
         flows = self.clip_flows(clip.frames) if hp.warp else None
         previous = one_hot_objects(labels[:, 0], num_objects)
         losses, truths = [], []
-        for i in range(1, clip.frames.shape[1]):
+        length = clip.frames.shape[1]
+        for i in range(1, length):
             masks = previous if flows is None else warp_backward(previous, flows[:, i - 1])
             reference = self.network.encode_reference(reference_frame, reference_masks)
             distribution = self.network(frames[:, i], masks, reference, valid)
@@ -624,17 +626,27 @@ class AGSSVOS(VOSMethod):
             self.manual_backward(loss)
             optimizer.step()
             schedule.step()
-            with torch.no_grad():
-                iou = mean_object_iou(segmentation_labels(distribution), labels[:, i],
-                                      num_objects)
-                truth = iou < hp.tolerance  # NaN (no object in the frame): keep the prediction
-                previous = torch.where(truth[:, None, None, None],
-                                       one_hot_objects(labels[:, i], num_objects),
-                                       distribution[:, 1:].detach())
             losses.append(loss.detach())
-            truths.append(truth.float().mean())
+            if i < length - 1:  # the last frame has no next one to give its masks to
+                previous, truth = self.next_masks(distribution, labels[:, i])
+                truths.append(truth.float().mean())
         self.log("train/loss", torch.stack(losses).mean(), prog_bar=True)
-        self.log("train/ground_truth_fraction", torch.stack(truths).mean())
+        if truths:  # clips of 3 frames or more
+            self.log("train/ground_truth_fraction", torch.stack(truths).mean())
+
+    @torch.no_grad()
+    def next_masks(self, distribution: torch.Tensor,
+                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The IoU tolerance threshold: a frame's (B, K + 1, H, W) distribution and (B, H, W)
+        labels → the (B, K, H, W) masks the next frame warps, the one-hot ground truth where the
+        prediction's mean object IoU is below `tolerance` and P̂_1 … P̂_K otherwise, and (B,)
+        bool where the ground truth was taken."""
+        num_objects = distribution.shape[1] - 1
+        iou = mean_object_iou(segmentation_labels(distribution), labels, num_objects)
+        truth = iou < self.hparams.tolerance  # NaN (no object in the frame): keep the prediction
+        masks = torch.where(truth[:, None, None, None], one_hot_objects(labels, num_objects),
+                            distribution[:, 1:])
+        return masks, truth
 
     @torch.inference_mode()
     def predict_video(self, video: LoadedVideo) -> torch.Tensor:

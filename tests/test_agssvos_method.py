@@ -179,6 +179,36 @@ def test_each_frame_takes_one_optimiser_step_and_the_tolerance_picks_the_next_in
                 assert given.min() >= 0 and given.max() <= 1 and 0 < given.mean() < 1
 
 
+def test_the_tolerance_takes_the_truth_only_below_the_threshold():
+    """Tolerance 0.5, truth [1, 1, 0, 0]: a prediction of object 1 at pixel 0 (IoU 1 / 2) keeps
+    P̂, one at pixels 0, 2, 3 (IoU 1 / 4) takes the one-hot truth, and a frame without objects
+    (IoU NaN) keeps P̂."""
+    labels = torch.tensor([[[1, 1, 0, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 0]]])
+    objects = torch.tensor([[[0.7, 0.3, 0.3, 0.3]], [[0.7, 0.3, 0.7, 0.7]],
+                            [[0.7, 0.3, 0.3, 0.3]]])[:, None]  # (3, 1, 1, 4)
+    distribution = torch.cat([1 - objects, objects], 1)
+    masks, truth = tiny_agssvos(tolerance=0.5).next_masks(distribution, labels)
+    assert truth.tolist() == [False, True, False]
+    assert torch.equal(masks[0], objects[0]) and torch.equal(masks[2], objects[2])
+    assert masks[1].flatten().tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_each_frame_warps_its_masks_with_its_own_flow():
+    """Clip flows zero from frame 1 to 0 and 4 pixels left from frame 2 to 1, tolerance 1 (the
+    truth is passed on): frame 1 gets the first frame's truth unchanged, frame 2 the truth of
+    frame 1 moved 4 pixels right, zero where it came from outside."""
+    clip = moving_clip(num_frames=3)
+    model = tiny_agssvos(tolerance=1.0)
+    flows = torch.zeros(1, 2, 2, SIZE, SIZE)
+    flows[:, 1, 0] = -4.0
+    model.clip_flows = lambda frames: flows
+    _, recorder = fit(model, [clip], max_steps=2)
+    truth = one_hot_objects(clip.masks.long(), 2)
+    assert torch.allclose(recorder.masks[0], truth[:1], atol=1e-6)
+    assert torch.allclose(recorder.masks[1][..., 4:], truth[1:2, ..., :-4], atol=1e-6)
+    assert recorder.masks[1][..., :4].abs().max() < 1e-6
+
+
 def test_the_poly_decay_steps_with_every_frame_and_encoder_batchnorm_stays_frozen():
     """6 optimiser steps over two 4-frame clips: the lr after clip 1 is lr · (1 − 3/6)^0.9 and 0
     after clip 2; the encoders' BatchNorm layers run in eval mode at every step while the decoder

@@ -24,6 +24,30 @@ def test_each_group_keeps_its_learning_rate_and_the_weight_decay():
     assert type(adam) is torch.optim.Adam and adam.param_groups[0]["weight_decay"] == 4e-5
 
 
+def steps(name: str, count: int) -> list[float]:
+    """A parameter [1, 1] after `count` steps of `name` (lr 0.1, momentum 0.9, weight decay
+    0.01) with the gradient [0.5, −2] each time."""
+    parameter = torch.nn.Parameter(torch.ones(2))
+    optimizer = make_optimizer(name, [{"params": [parameter], "lr": 0.1}], momentum=0.9,
+                               weight_decay=0.01)
+    for _ in range(count):
+        parameter.grad = torch.tensor([0.5, -2.0])
+        optimizer.step()
+    return parameter.detach().tolist()
+
+
+def test_the_fused_updates_match_the_hand_worked_steps():
+    # SGD: d = g + 0.01 p; step 1 buffer d = [0.51, −1.99], p = 1 − 0.1 d; step 2 buffer
+    # 0.9 × d1 + d2 with d2 = g + 0.01 × [0.949, 1.199]
+    assert steps("sgd", 1) == pytest.approx([0.949, 1.199])
+    assert steps("sgd", 2) == pytest.approx([0.949 - 0.1 * (0.459 + 0.50949),
+                                             1.199 - 0.1 * (-1.791 - 1.98801)])
+    # Adam's first step moves each entry by lr against the sign of g + 0.01 p; AdamW's also
+    # shrinks p by lr × 0.01 first (decoupled decay)
+    assert steps("adam", 1) == pytest.approx([0.9, 1.1])
+    assert steps("adamw", 1) == pytest.approx([0.899, 1.099])
+
+
 def test_unknown_optimizers_are_refused_when_the_method_is_built():
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'; known: sgd, adam, adamw"):
         FCN(backbone="resnet18", output_stride=16, channels=16, optimizer="lamb")

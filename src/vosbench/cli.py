@@ -2,7 +2,6 @@
 `vosbench eval` starts without loading torch or Lightning."""
 
 import importlib
-import os
 import sys
 
 # subcommand -> (module with a `main(argv, prog)` function, one-line description)
@@ -42,10 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vosbench: error: unknown command {argv[0]!r}; known: {', '.join(SUBCOMMANDS)}",
               file=sys.stderr)
         return 2
-    # Before torch loads OpenMP: its idle threads sleep instead of spinning, so that the worker
-    # processes beside the model (CRF and scoring, vosbench.outputs; data loading) keep their
-    # cores. Only the waiting changes, not how work is split: the numbers are the same.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     return module.main(argv[1:], prog=f"vosbench {argv[0]}")
 
