@@ -61,6 +61,19 @@ def test_padded_slots_take_no_part_in_the_normalisation():
     assert torch.allclose(normalised[1], normalise_probabilities(objects[1:])[0])
 
 
+def test_the_network_passes_the_padded_slots_to_the_normalisation():
+    """AGSSNetwork's forward with slot 2 of sample 0 marked empty: that channel is 0 exactly and
+    sample 1's distribution is the one without any slot marked."""
+    network = tiny_agssvos().network.eval()
+    frame, masks = torch.rand(2, 3, SIZE, SIZE), (torch.rand(2, 2, SIZE, SIZE) > 0.7).float()
+    with torch.no_grad():
+        reference = network.encode_reference(frame, masks)
+        valid = torch.tensor([[True, False], [True, True]])
+        padded, plain = network(frame, masks, reference, valid), network(frame, masks, reference)
+    assert torch.equal(padded[0, 2], torch.zeros(SIZE, SIZE))
+    assert torch.allclose(padded[1], plain[1], atol=1e-6)
+
+
 def test_object_slots_one_hot_masks_and_untracked_objects():
     """Sample 0's reference holds objects 1 and 3, sample 1's object 2 (K = 3): an object not in
     its sample's reference (it appears later) is void in the targets; void stays void."""
