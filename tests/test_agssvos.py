@@ -167,6 +167,15 @@ def test_iou_loss_leaves_absent_objects_and_empty_frames_out():
     assert nothing.item() == 0 and nothing.requires_grad
 
 
+def test_the_iou_loss_averages_frames_with_one_object_and_with_two():
+    """Frame 0, labels [1, 0], P̂_1 [0.5, 0]: object 1's ratio 0.5 / 1, loss 0.5 (object 2 absent).
+    Frame 1, labels [1, 2], P̂_1 [1, 0], P̂_2 [0, 0.5]: ratios 1 and 0.5, loss 1 − 1.5 / 2 = 0.25.
+    The batch's loss is their mean, 0.375."""
+    labels = torch.tensor([[[1, 0]], [[1, 2]]])
+    probabilities = torch.tensor([[[[0.5, 0.0]], [[0.0, 0.0]]], [[[1.0, 0.0]], [[0.0, 0.5]]]])
+    assert instance_iou_loss(probabilities, labels).item() == pytest.approx(0.375)
+
+
 # --- blocks --------------------------------------------------------------------------------------
 
 def test_the_global_convolution_sees_a_full_k_by_k_window():
