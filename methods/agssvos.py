@@ -186,7 +186,7 @@ class GlobalConvolution(nn.Module):
         kernel_size: k, odd.
     """
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: int = 7):
+    def __init__(self, in_channels: int, channels: int, kernel_size: int):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"GlobalConvolution: kernel_size must be odd, got {kernel_size}")

@@ -1,8 +1,9 @@
 """AGSS-VOS's network (methods/agssvos.py): the agnostic masks (Eqs. 1–2), the attention product
 (Eq. 3), the probabilistic normalisation and labels (Eqs. 4–6) on hand-worked numbers, the instance
 IoU loss (Eq. 7) with void pixels and absent objects, the global convolution's receptive field,
-the paper preset's shapes and size, which parts run once per frame and which once per object,
-reusing the reference features, the ablations of Table 4, and a small overfit."""
+each block against a literal implementation of its layers, the paper preset's shapes and size,
+which parts run once per frame and which once per object, reusing the reference features, the
+ablations of Table 4, and a small overfit."""
 
 from collections import defaultdict
 
@@ -15,7 +16,12 @@ from tests.test_amcnet import randomised
 from vosbench.methods.agssvos import (
     VOID_LABEL,
     AGSSNetwork,
+    AttentionGenerator,
+    AttentionGuidedDecoder,
     GlobalConvolution,
+    MaskGuidedResNet,
+    Refinement,
+    ResidualBlock,
     agnostic_mask,
     attend,
     instance_iou_loss,
@@ -57,7 +63,8 @@ def test_agnostic_masks_are_the_pixelwise_maximum_over_the_objects():
     expected = torch.tensor([[[[0.3, 0.2, 1.0], [0.5, 0.0, 0.7]]],
                              [[[1.0, 1.0, 1.0], [0.0, 0.0, 0.25]]]])
     assert torch.equal(agnostic_mask(masks), expected)
-    with pytest.raises(ValueError, match="at least one object"):
+    with pytest.raises(ValueError, match="^an agnostic mask needs at least one object mask, got "
+                                         "K = 0$"):
         agnostic_mask(torch.zeros(1, 0, 2, 3))
 
 
@@ -196,6 +203,102 @@ def test_the_global_convolution_sees_a_full_k_by_k_window():
     assert (block(impulse) <= full).all() and not torch.allclose(block(impulse), full)
     with pytest.raises(ValueError, match="odd"):
         GlobalConvolution(2, 3, kernel_size=4)
+
+
+# --- the blocks against literal implementations ------------------------------------------------
+
+def convolutions(module: torch.nn.Module) -> list[torch.nn.Conv2d]:
+    return [layer for layer in module.modules() if isinstance(layer, torch.nn.Conv2d)]
+
+
+def conv(x: torch.Tensor, layer: torch.nn.Conv2d, **geometry) -> torch.Tensor:
+    """`layer`'s weights and bias applied by F.conv2d with the stride and padding given here."""
+    return F.conv2d(x, layer.weight, layer.bias, **geometry)
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def test_the_residual_block_adds_two_relu_convolutions_to_its_input():
+    """RGMP's residual block: x + W₂ ∗ ReLU(W₁ ∗ ReLU(x)), 3×3 convolutions, padding 1 (random
+    weights and an input with negative values, so that every ReLU acts)."""
+    block = randomised(ResidualBlock(4))
+    first, second = convolutions(block)
+    assert tuple(first.weight.shape) == tuple(second.weight.shape) == (4, 4, 3, 3)
+    x = torch.randn(2, 4, 6, 5)
+    expected = x + conv(F.relu(conv(F.relu(x), first, padding=1)), second, padding=1)
+    assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_the_global_convolution_adds_its_two_separable_branches():
+    """(W_{1×k} ∗ (W_{k×1} ∗ x)) + (W_{k×1} ∗ (W_{1×k} ∗ x)), k = 5 with 'same' padding, no
+    activation in between."""
+    block = randomised(GlobalConvolution(3, 4, kernel_size=5))
+    tall_first, wide_second = block.tall_then_wide
+    wide_first, tall_second = block.wide_then_tall
+    shapes = [tuple(layer.weight.shape) for layer in (tall_first, wide_second, wide_first,
+                                                      tall_second)]
+    assert shapes == [(4, 3, 5, 1), (4, 4, 1, 5), (4, 3, 1, 5), (4, 4, 5, 1)]
+    x = torch.randn(2, 3, 9, 7)
+    expected = (conv(conv(x, tall_first, padding=(2, 0)), wide_second, padding=(0, 2))
+                + conv(conv(x, wide_first, padding=(0, 2)), tall_second, padding=(2, 0)))
+    assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_the_refinement_adds_the_upsampled_coarse_features_to_the_projected_skip():
+    """merge(skip_block(W ∗ skip) + bilinear(coarse)), W 3×3 with padding 1: skip (2, 3, 8, 10),
+    coarse (2, 4, 4, 5) → (2, 4, 8, 10)."""
+    module = randomised(Refinement(3, 4))
+    assert tuple(module.project.weight.shape) == (4, 3, 3, 3)
+    skip, coarse = torch.randn(2, 3, 8, 10), torch.randn(2, 4, 4, 5)
+    projected = module.skip_block(conv(skip, module.project, padding=1))
+    expected = module.merge_block(projected + upsample(coarse, (8, 10)))
+    assert torch.allclose(module(skip, coarse), expected, atol=1e-5)
+
+
+def test_the_mask_enters_the_stem_added_to_the_frames_convolution():
+    """RGMP's stem: ReLU(BN(conv1 ∗ I + W_m ∗ S)) for each of K = 3 masks of 2 frames, W_m a 7×7
+    stride-2 convolution of the mask without bias, like conv1; then max pooling and layer1."""
+    encoder = randomised(MaskGuidedResNet("resnet18", None, num_stages=2))
+    assert tuple(encoder.mask_conv.weight.shape) == (64, 1, 7, 7) and encoder.mask_conv.bias is None
+    frames, masks = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    stem, quarter = encoder(frames, masks)
+    summed = (F.conv2d(frames, encoder.frame_conv.weight, stride=2, padding=3)
+              .repeat_interleave(3, 0)
+              + F.conv2d(masks.flatten(0, 1)[:, None], encoder.mask_conv.weight, stride=2,
+                         padding=3))
+    norm = encoder.stem[0]
+    expected = F.relu(F.batch_norm(summed, norm.running_mean, norm.running_var, norm.weight,
+                                   norm.bias, eps=norm.eps))
+    assert torch.allclose(stem, expected, atol=1e-4)
+    assert tuple(quarter.shape) == (6, 64, 8, 8)
+
+
+def test_the_attention_generator_follows_figure_2d():
+    """W₃ ∗ ReLU(W₂ ∗ ReLU(W₁ ∗ x)): 1×1, then 3×3 (padding 1), then 3×3 with stride 2 and no
+    activation after it (§3.1): (2, 5, 8, 8) → (2, 4, 4, 4)."""
+    generator = randomised(AttentionGenerator(5, 4))
+    first, second, third = convolutions(generator)
+    shapes = [tuple(layer.weight.shape) for layer in (first, second, third)]
+    assert shapes == [(4, 5, 1, 1), (4, 4, 3, 3), (4, 4, 3, 3)]
+    x = torch.randn(2, 5, 8, 8)
+    expected = conv(F.relu(conv(F.relu(conv(x, first)), second, padding=1)), third, stride=2,
+                    padding=1)
+    assert expected.shape == (2, 4, 4, 4)
+    assert torch.allclose(generator(x), expected, atol=1e-5)
+
+
+def test_the_decoder_gives_the_foreground_softmax_at_the_input_size():
+    """softmax(bilinear(W ∗ ReLU(refine(skip, F^ia_k))))[foreground], W 3×3 to 2 channels with
+    padding 1, upsampled from 8×8 to the 32×24 input."""
+    decoder = randomised(AttentionGuidedDecoder(3, 4))
+    predict = convolutions(decoder.predict)[0]
+    assert tuple(predict.weight.shape) == (2, 4, 3, 3)
+    attended, skip = torch.randn(2, 4, 4, 4), torch.randn(2, 3, 8, 8)
+    logits = conv(F.relu(decoder.refine(skip, attended)), predict, padding=1)
+    expected = upsample(logits, (32, 24)).softmax(1)[:, 1]
+    assert torch.allclose(decoder(attended, skip, (32, 24)), expected, atol=1e-5)
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -341,12 +444,22 @@ def test_without_normalisation_the_output_is_the_raw_probabilities_with_eq_5s_ba
     assert torch.allclose(output[:, 0], 1 - objects.max(1)[0])
 
 
+def test_without_normalisation_a_padded_slot_is_zero_and_out_of_the_background():
+    """normalise off, slot 2 of the frame empty: its channel is 0 and P_0 = 1 − P_1 whatever
+    the padded slot's P (0.9 and 0.2 here, against P_1 = 0.3 and 0.6)."""
+    objects = torch.tensor([[[[0.3, 0.6]], [[0.9, 0.2]]]])  # (1, 2, 1, 2)
+    output = tiny_network(normalise=False).distribution(objects, torch.tensor([[True, False]]))
+    assert torch.allclose(output, torch.tensor([[[[0.7, 0.4]], [[0.3, 0.6]], [[0.0, 0.0]]]]))
+
+
 def test_impossible_configurations_are_rejected():
-    with pytest.raises(ValueError, match="instance-agnostic or the instance-specific"):
+    with pytest.raises(ValueError, match="^AGSSNetwork needs the instance-agnostic or the "
+                                         r"instance-specific module \(or both\)$"):
         tiny_network(instance_agnostic=False, instance_specific=False)
     network = tiny_network()
     frame, masks = scene()
-    with pytest.raises(ValueError, match="reference features"):
+    with pytest.raises(ValueError, match="^the instance-agnostic module needs the reference "
+                                         r"features \(encode_reference\)$"):
         network(frame, masks, None)
 
 

@@ -1,15 +1,18 @@
-"""AGSS-VOS as a vosbench method (methods/agssvos.py, `AGSSVOS`): the padded object slots of a
-batch, the helpers of the recurrent training (targets, the tolerance IoU), the harness labels
-being Eq. 6's, the recurrent training through a Lightning trainer (one optimiser step per frame,
-the tolerance threshold, the poly decay, frozen encoder BatchNorm, the flow direction), and
-inference on a video whose second object appears mid-video."""
+"""AGSS-VOS as a vosbench method (methods/agssvos.py, `AGSSVOS`): its arguments reaching the
+network, the padded object slots of a batch, the helpers of the recurrent training (targets, the
+tolerance IoU), the harness labels being Eq. 6's, the recurrent training through a Lightning
+trainer (one optimiser step per frame, the tolerance threshold, the poly decay, frozen encoder
+BatchNorm, the flow direction), and inference on a video whose second object appears mid-video."""
 
+import re
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import timm
 import torch
 from torch.utils.data import DataLoader
 from youtube_vos_fixtures import bench_held_out, late_dog_is_predicted_from_its_frame
@@ -20,6 +23,7 @@ from vosbench.datamodules.sampling import ConsecutiveSampler
 from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
 from vosbench.flow.estimators import FarnebackEstimator
+from vosbench.flow.provider import FlowProvider
 from vosbench.io import write_label_png
 from vosbench.methods.agssvos import (
     AGSSVOS,
@@ -44,6 +48,31 @@ def tiny_agssvos(**overrides) -> AGSSVOS:
     torch.manual_seed(0)
     return AGSSVOS(**{**dict(backbone="resnet18", channels=8, input_size=(SIZE, SIZE),
                              optimizer="adamw", lr=1e-3), **overrides})
+
+
+# --- the arguments -------------------------------------------------------------------------------
+
+def test_the_weights_file_and_the_switches_reach_the_network(tmp_path):
+    """weights: both ResNets start from the file; normalise and the modules' switches are the
+    network's; the flow provider is an object, kept out of the checkpoint's hyperparameters."""
+    source = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    model = tiny_agssvos(weights=str(tmp_path / "resnet18.pth"), flow=FlowProvider("farneback"))
+    assert len(model.encoders()) == 2
+    for encoder in model.encoders():
+        assert torch.equal(encoder.frame_conv.weight, source.conv1.weight)
+    assert model.network.normalise is True and "flow" not in model.hparams
+    ablated = tiny_agssvos(normalise=False, instance_specific=False)
+    assert ablated.network.normalise is False and ablated.network.specific is None
+
+
+def test_the_tolerance_must_be_an_iou():
+    for tolerance in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=re.escape(
+                f"AGSSVOS: tolerance is an IoU in [0, 1], got {tolerance}")):
+            AGSSVOS(tolerance=tolerance)
+    for tolerance in (0.0, 1.0):
+        assert tiny_agssvos(tolerance=tolerance).hparams.tolerance == tolerance
 
 
 # --- padded slots, targets, the tolerance IoU, the harness labels ------------------------------
@@ -175,13 +204,17 @@ def fit(model: AGSSVOS, clips: list[Clip], **trainer_args) -> tuple[pl.Trainer, 
 def test_each_frame_takes_one_optimiser_step_and_the_tolerance_picks_the_next_input():
     """warp off, so the masks given at frame i are P̂_{i−1} itself. Tolerance 1 (any IoU below 1
     falls back on the truth): frame 1 gets the first frame's truth, every later frame the truth of
-    the frame before. Tolerance 0: from frame 2 on the network's own soft masks."""
+    the frame before. Tolerance 0: from frame 2 on the network's own soft masks. The threshold
+    is tested on frames 1 and 2 only: the last frame has no next one."""
     clip = moving_clip()
     truth = one_hot_objects(clip.masks.long(), 2)
     for tolerance in (1.0, 0.0):
         model = tiny_agssvos(warp=False, tolerance=tolerance)
-        trainer, recorder = fit(model, [clip], max_steps=3)
+        with mock.patch.object(model, "next_masks", wraps=model.next_masks) as threshold:
+            trainer, recorder = fit(model, [clip], max_steps=3)
         assert trainer.global_step == 3 and len(recorder.masks) == 3  # L − 1 = 3 frames
+        assert threshold.call_count == 2
+        assert float(trainer.callback_metrics["train/ground_truth_fraction"]) == tolerance
         assert torch.equal(recorder.masks[0], truth[:1])
         for i in (1, 2):
             given = recorder.masks[i]
@@ -391,9 +424,9 @@ class FakeTrainer:
 
 def test_the_attention_generator_and_decoder_learn_faster_and_the_decay_counts_frames():
     """head_lr_multiplier 10: the decoder and the attention generator at 10 × lr, the rest at lr
-    (the decoder alone without the ISM); SGD keeps its momentum. The poly decay runs over
-    max_steps, or, by epochs, over the batches × (L − 1) frame steps of 4-frame clips."""
-    model = tiny_agssvos(optimizer="sgd", lr=0.1, momentum=0.9, head_lr_multiplier=10)
+    (the decoder alone without the ISM); SGD keeps its momentum, 0.9 by default. The poly decay
+    runs over max_steps, or, by epochs, over the batches × (L − 1) frame steps of 4-frame clips."""
+    model = tiny_agssvos(optimizer="sgd", lr=0.1, head_lr_multiplier=10)
     model._trainer = FakeTrainer(-1, 10, ConsecutiveSampler(length=4))
     configured = model.configure_optimizers()
     rest, faster = configured["optimizer"].param_groups
@@ -452,12 +485,15 @@ def test_each_step_feeds_the_previous_output_and_learns_from_every_object_of_the
 # --- the pixel-wise cross-entropy of the tiny preset ----------------------------------------------
 
 def test_pixel_cross_entropy_of_hand_made_probabilities_leaves_void_out():
-    """Three pixels, labels 0, 2 and void: (−ln 0.5 − ln 0.25) / 2; all void: 0."""
+    """Three pixels, labels 0, 2 and void: (−ln 0.5 − ln 0.25) / 2; one pixel known: −ln 0.25;
+    all void: 0."""
     distribution = torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.5, 0.25], [0.1, 0.1, 0.8]]).T
     distribution = distribution.reshape(1, 3, 1, 3).requires_grad_()
     labels = torch.tensor([[[0, 2, VOID_LABEL]]])
     loss = pixel_cross_entropy(distribution, labels)
     assert float(loss.detach()) == pytest.approx((np.log(2) + np.log(4)) / 2)
+    one = pixel_cross_entropy(distribution, torch.tensor([[[VOID_LABEL, 2, VOID_LABEL]]]))
+    assert float(one.detach()) == pytest.approx(np.log(4))
     empty = pixel_cross_entropy(distribution, torch.full_like(labels, VOID_LABEL))
     empty.backward()
     assert float(empty) == 0 and distribution.grad is not None

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from vosbench.lightning_cli import VOSCLI
+from vosbench.methods.agssvos import AGSSVOS
 from vosbench.postprocess import RECIPES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -80,3 +82,12 @@ def test_agssvos_paper_preset_holds_the_papers_settings(tmp_path):
         "adam", 1e-5, 4e-5, 0.9)
     assert model.head_lr_multiplier == 10 and model.freeze_encoder_bn
     assert cli.trainer.max_epochs == 10 and cli.model.crf is None
+    # AGSSVOS() is the same model: its defaults are the values above (momentum, unused by Adam,
+    # SGD's usual 0.9; no weights file; Eq. 7 alone)
+    with torch.device("meta"):
+        defaults = AGSSVOS().hparams
+    assert dict(defaults) == dict(
+        backbone="resnet50", weights=None, channels=256, kernel_size=7, instance_agnostic=True,
+        instance_specific=True, normalise=True, warp=True, input_size=(448, 832), tolerance=0.5,
+        cross_entropy=0.0, lr=1e-5, weight_decay=4e-5, poly_power=0.9, head_lr_multiplier=10,
+        optimizer="adam", momentum=0.9, freeze_encoder_bn=True)
