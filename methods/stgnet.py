@@ -8,9 +8,8 @@ proposal's mask from the others', weighted by feature similarity and box overlap
 agrees best with p and with the previous mask warped by the flow, Q, is chosen; the temporal graph
 refines it from the masks chosen in the frames before.
 
-Boxes are (x_min, y_min, x_max, y_max) in pixels, continuous: a mask's box covers its pixels whole,
-so a one-pixel mask at (x, y) has the box (x, y, x + 1, y + 1) and area 1 (torchvision's boxes
-and `box_iou` use the same areas).
+Boxes are those of `vosbench.proposals.boxes`: (x_min, y_min, x_max, y_max) in pixels, covering
+a mask's pixels whole.
 
 Choices the paper leaves open:
 - Eq. 2 with a short history: the mean velocity over the displacements there are (up to n) and
@@ -28,22 +27,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
+from vosbench.proposals.boxes import mask_boxes
+
 MASK_THRESHOLD = 0.2  # thr of §3: M̂ = (h > thr), for the spatial and the temporal graph
 
 
-# --- boxes and the motion model (Eq. 2) -----------------------------------------------------------
-
-def mask_boxes(masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """(N, H, W) masks → (N, 4) float boxes of their pixels above `threshold`, (x_min, y_min,
-    x_max + 1, y_max + 1); (0, 0, 0, 0) for a mask with no such pixel."""
-    inside = masks > threshold
-    columns, rows = inside.any(1).int(), inside.any(2).int()  # (N, W), (N, H) 0/1
-    # argmax gives the first maximum: the first column or row with a pixel, from either end
-    boxes = torch.stack([columns.argmax(1), rows.argmax(1),
-                         columns.shape[1] - columns.flip(1).argmax(1),
-                         rows.shape[1] - rows.flip(1).argmax(1)], 1).float()
-    return boxes * columns.amax(1, keepdim=True)
-
+# --- the motion model (Eq. 2) and the assignment of proposals ------------------------------------
 
 def predict_box(history: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Eq. 2, the motion model: (T, 4) boxes of an object in its last frames, oldest first →

@@ -1,4 +1,4 @@
-"""STG-Net's equations (methods/stgnet.py) on hand-worked numbers: mask boxes, the motion model
+"""STG-Net's equations (methods/stgnet.py) on hand-worked numbers: the motion model
 (Eq. 2) on a constant-velocity track and on an accelerating one, the assignment of proposals to
 objects, the spatial graph's edge weights and updates (Eqs. 3–5) on a 3-node graph, the mask
 selection (Eq. 6), the temporal retrieval (Eqs. 7–8) with identical and with one-hot keys, and
@@ -11,7 +11,6 @@ import torch
 
 from vosbench.methods.stgnet import (
     assign_proposals,
-    mask_boxes,
     mask_iou,
     predict_box,
     selection_scores,
@@ -32,21 +31,6 @@ def square(size: int, top: int, left: int, height: int, width: int,
 
 
 # --- boxes and the motion model ------------------------------------------------------------------
-
-def test_mask_boxes_cover_the_pixels_whole():
-    """5 rows × 7 columns. A pixel at (x 2, y 1) → (2, 1, 3, 2); a pixel at (x 6, y 0) → (6, 0, 7,
-    1); an L over columns 0–3 and rows 2–4 → (0, 2, 4, 5), its pixel of 0.5 at (x 6, y 0) not
-    above the threshold 0.5 but above 0.2; an empty mask → zeros."""
-    pixel, corner, shape = torch.zeros(3, 5, 7)
-    pixel[1, 2] = 1
-    corner[0, 6] = 1
-    shape[2, 0:4] = 1
-    shape[2:5, 0] = 1
-    shape[0, 6] = 0.5
-    boxes = mask_boxes(torch.stack([pixel, corner, shape, torch.zeros(5, 7)]))
-    assert boxes.tolist() == [[2, 1, 3, 2], [6, 0, 7, 1], [0, 2, 4, 5], [0, 0, 0, 0]]
-    assert mask_boxes(shape[None], threshold=0.2).tolist() == [[0, 0, 7, 5]]
-
 
 def test_the_motion_model_predicts_a_constant_velocity_track_exactly():
     """Boxes (10 + 2t, 20 + 3t, 30 + 2t, 50 + 3t) for t = 0 … 11: at t = 12 (34, 56, 54, 86)."""
