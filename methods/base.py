@@ -109,6 +109,11 @@ class VOSMethod(pl.LightningModule):
         object k is channel k − 1, for the objects of `video.video.reference_masks()`."""
         raise NotImplementedError
 
+    def result_notes(self) -> list[str]:
+        """What every results row and leaderboard entry of this model must say of how its
+        numbers were made (STG-Net: "oracle proposals"); none by default."""
+        return []
+
     # --- evaluation ------------------------------------------------------------------------------
 
     @property

@@ -7,6 +7,7 @@ import torch
 
 from vosbench.lightning_cli import VOSCLI
 from vosbench.methods.agssvos import AGSSVOS
+from vosbench.methods.stgnet import STGNet
 from vosbench.postprocess import RECIPES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -91,3 +92,42 @@ def test_agssvos_paper_preset_holds_the_papers_settings(tmp_path):
         instance_specific=True, normalise=True, warp=True, input_size=(448, 832), tolerance=0.5,
         cross_entropy=0.0, lr=1e-5, weight_decay=4e-5, poly_power=0.9, head_lr_multiplier=10,
         optimizer="adam", momentum=0.9, freeze_encoder_bn=True)
+
+
+def test_stgnet_paper_preset_holds_the_papers_settings(tmp_path):
+    """configs/methods/stgnet/paper.yaml against papers/stgnet-aaai2021 ("Implementation
+    Details") and METHODS.md §4."""
+    cli = paper_preset("stgnet", tmp_path)
+    model, proposals = cli.model.hparams, cli.model.proposals
+    # "we set detection confidence as 0.05 and non-maxminum suppression as 0.6"; "a margin ratio
+    # 0.15. Then we resize the cropped data into 512 × 512"; DeepLabv3+ with ResNet101
+    assert (proposals.method, proposals.label) == ("maskrcnn", "Mask R-CNN proposals")
+    settings = proposals.detector_settings
+    assert (settings["score_threshold"], settings["nms_threshold"]) == (0.05, 0.6)
+    assert proposals.segmenter_settings == dict(arch="deeplabv3_resnet101", weights=None,
+                                                crop_size=512, margin=0.15)
+    # "We adopt n = 10"; "α and β … 0.7 and 0.3 for DAVIS"; "λ1 and λ2 … 0.4 and 0.6"; "γ … 100";
+    # "thr is set to 0.2"; Table 4: l = 2; ResNet101 features, "stage-4 feature map of a
+    # ResNet50" (layer3)
+    assert (model.history, model.alpha, model.box_weight, model.distance_weight) == (
+        10, 0.7, 0.4, 100.0)
+    assert model.iterations == 2 and cli.model.threshold == 0.2
+    assert (model.feature_backbone, model.key_backbone, model.key_stage) == (
+        "resnet101", "resnet50", 3)
+    # "Adam optimizer with learning rate 0.1 which reduces by power of 0.9 for every 10 epochs"
+    assert (model.optimizer, model.lr, model.lr_decay, model.lr_decay_epochs) == (
+        "adam", 0.1, 0.9, 10)
+    assert (model.motion_model, model.spatial_graph, model.temporal_graph, model.warp) == (
+        True, True, True, True)
+    assert model.memory_size is None  # every previous frame, frame 0 included
+    # STGNet() is the same model: its defaults are the values above
+    with torch.device("meta"):
+        defaults = STGNet()
+    assert dict(defaults.hparams) == dict(
+        feature_backbone="resnet101", feature_weights=None, feature_size=(224, 224),
+        key_backbone="resnet50", key_weights=None, key_stage=3, key_channels=128,
+        key_size=(256, 256), history=10, motion_model=True, spatial_graph=True, alpha=0.7,
+        iterations=2, box_weight=0.4, temporal_graph=True, memory_size=None, warp=True,
+        distance_weight=100.0, lr=0.1, optimizer="adam", momentum=0.9, weight_decay=0.0,
+        lr_decay=0.9, lr_decay_epochs=10, threshold=0.2)
+    assert defaults.threshold == 0.2 and defaults.proposals.label == "oracle proposals"

@@ -28,10 +28,10 @@ from vosbench.methods.warping import warp_backward
 SMALL = ["--model.init_args.input_size", "[48, 80]",
          "--data.init_args.transform.init_args.size", "[48, 80]",
          "--data.init_args.num_workers", "0", "--wandb_mode", "disabled"]
-ROW_KEYS = {"schema_version", "method", "preset", "dataset", "split", "protocol", "metrics",
-            "sequences", "fps", "fps_with_flow", "fps_with_crf", "peak_memory_mb", "parameters",
-            "training_seconds", "seed", "checkpoint", "config", "git_commit", "wandb_run_id",
-            "created", "run_dir", "sweep_id", "trial", "trial_parameters"}
+ROW_KEYS = {"schema_version", "method", "preset", "notes", "dataset", "split", "protocol",
+            "metrics", "sequences", "fps", "fps_with_flow", "fps_with_crf", "peak_memory_mb",
+            "parameters", "training_seconds", "seed", "checkpoint", "config", "git_commit",
+            "wandb_run_id", "created", "run_dir", "sweep_id", "trial", "trial_parameters"}
 
 
 def vosbench(*args, cwd: Path) -> subprocess.CompletedProcess:
@@ -63,6 +63,7 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     row = json.loads(rows[0].read_text())
     assert set(row) == ROW_KEYS and row["schema_version"] == 2
     assert (row["sweep_id"], row["trial"], row["trial_parameters"]) == (None, None, None)
+    assert row["notes"] == []
     assert (row["method"], row["preset"], row["dataset"], row["split"], row["protocol"]) == \
         ("fcn", "tiny", "synthetic", "val", "davis2016")
     assert all(0 <= row["metrics"][key] <= 1 for key in ("J-Mean", "F-Mean", "J&F-Mean"))

@@ -490,3 +490,17 @@ def test_the_ablation_table_of_a_sweep_names_each_change_against_the_preset(tmp_
                                       "model.init_args.num_nodes_test": 5})[1]
     assert list(other["Setting"]) == ["K = 3", "reference", "K = 3, N′ = 7", "N′ = 7"]
     assert vosbench_main(["leaderboard", "--results", str(tmp_path), "--sweep", "nope"]) == 2
+
+
+def test_the_notes_of_a_setting_are_in_its_source(tmp_path):
+    """Rows that say how their numbers were made ("oracle proposals") say it in the Source of
+    their entry, after the preset; rows without notes (older schema, or none) are unchanged."""
+    metrics = davis_metrics(0.7, 0.6)
+    for seed, created in ((0, "2026-12-04T03:00:00+00:00"), (1, "2026-12-04T03:10:00+00:00")):
+        write_row(tmp_path, "stgnet", "tiny", "synthetic", "val", "davis2017", metrics, created,
+                  notes=["oracle proposals"], config={"seed_everything": seed})
+    write_row(tmp_path, "agssvos", "tiny", "synthetic", "val", "davis2017", metrics,
+              "2026-12-04T03:20:00+00:00")
+    (table,) = tables_of(tmp_path).values()
+    assert row_of(table, "ours (tiny; oracle proposals)", "STG-Net")["n"] == 2
+    assert row_of(table, "ours (tiny)", "AGSS-VOS")["n"] == 1

@@ -228,6 +228,11 @@ def _settings(rows: list[dict], all_runs: bool) -> list[tuple[str, str, list[dic
     return entries
 
 
+def notes_of(runs: list[dict]) -> list[str]:
+    """The notes of any of `runs` ("oracle proposals"), in order of appearance."""
+    return list(dict.fromkeys(note for run in runs for note in run.get("notes") or ()))
+
+
 def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
            names: dict[str, str], all_runs: bool) -> pd.DataFrame:
     """One table: per method, its reported rows (in the order of its YAML), then our entries."""
@@ -256,7 +261,7 @@ def _table(key: tuple[str, str, str], rows: list[dict], reported: list[dict],
             name = names.get(method, method)
             records.append({
                 "Method": f"{name} ({setting})" if setting else name,
-                "Source": f"ours ({preset}{when})",
+                "Source": f"ours ({'; '.join([preset + when, *notes_of(runs)])})",
                 **{HEADERS[m]: mean for m, (mean, _) in summaries.items()},
                 "FPS": float(np.mean([_number(run.get("fps")) for run in runs])),
                 "Params (M)": math.nan if parameters is None else parameters / 1e6,
@@ -275,7 +280,8 @@ def build_tables(rows: list[dict], reported: list[dict], dataset: str | None = N
     between its runs (`setting_keys`, named in Method: "AGNN (graph=false)") — averaging the
     latest run of each seed (or a row per run with `all_runs`), and the `reported` rows (as
     `load_reported` gives them) of the same dataset, split and protocol. Columns: Method, Source
-    ("ours (<preset>)" or "reported (<note>)"), the protocol's metrics in percent (LAYOUTS),
+    ("ours (<preset>)", with the runs' notes: "ours (tiny; oracle proposals)", or "reported
+    (<note>)"), the protocol's metrics in percent (LAYOUTS),
     means over the seeds, FPS, Params (M), Δ (for our rows, our headline metric
     (`headline_metric`) minus that of the method's first reported row on the table, in points),
     n (the seeds), then each metric's sample standard deviation over the seeds ("J Mean std";
@@ -526,7 +532,8 @@ def ablation_table(rows: list[dict], sweep: str, reference: dict | None = None,
                         else math.nan,
                         f"{header}{STD}": summaries[label][1]})
     tables = ", ".join(table["table"] for table in papers)
-    title = (f"sweep {sweep}: {first['method']} ({first['preset']}) on {key[0]} {key[1]}, "
+    title = (f"sweep {sweep}: {first['method']} "
+             f"({'; '.join([first['preset'], *notes_of(trials)])}) on {key[0]} {key[1]}, "
              f"{header}" + (f"; paper: {tables} ({paper['dataset']} {paper['split']}"
                             f"{'' if paper['metric'] == metric else ', ' + paper['metric']})"
                             if paper else ""))

@@ -38,11 +38,12 @@ def box_of(mask: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Proposals:
     """The proposals of one frame. boxes: (P, 4) float32 (x_min, y_min, x_max, y_max) in pixels,
-    continuous (a one-pixel box is (x, y, x + 1, y + 1)). masks: (P, H, W) bool, full frame.
-    scores: (P,) float32 detection scores in [0, 1]."""
+    continuous (a one-pixel box is (x, y, x + 1, y + 1)). masks: (P, H, W) bool, full frame, or
+    None for boxes without masks yet (a detector's, see `vosbench.proposals.provider`). scores:
+    (P,) float32 detection scores in [0, 1]."""
 
     boxes: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | None
     scores: np.ndarray
 
     def __len__(self) -> int:
