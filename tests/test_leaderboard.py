@@ -504,3 +504,17 @@ def test_the_notes_of_a_setting_are_in_its_source(tmp_path):
     (table,) = tables_of(tmp_path).values()
     assert row_of(table, "ours (tiny; oracle proposals)", "STG-Net")["n"] == 2
     assert row_of(table, "ours (tiny)", "AGSS-VOS")["n"] == 1
+
+
+def test_rows_written_in_the_same_second_do_not_replace_each_other(tmp_path, monkeypatch):
+    """Two runs that end in one second (a fast scoring run after its fit) keep both rows: the
+    second and third take -2 and -3 after the timestamp."""
+    from vosbench import results
+
+    monkeypatch.setattr(results.time, "strftime", lambda pattern: "20261204-050000")
+    row = {"method": "fcn", "dataset": "synthetic", "split": "val"}
+    paths = [results.write_row(tmp_path, {**row, "run": run}) for run in range(3)]
+    assert [path.name for path in paths] == ["fcn-synthetic-val-20261204-050000.json",
+                                             "fcn-synthetic-val-20261204-050000-2.json",
+                                             "fcn-synthetic-val-20261204-050000-3.json"]
+    assert [json.loads(path.read_text())["run"] for path in paths] == [0, 1, 2]

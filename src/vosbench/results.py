@@ -122,9 +122,14 @@ def sweep_fields() -> dict:
 
 
 def write_row(results_dir: Path, row: dict) -> Path:
-    """Write the row atomically as <method>-<dataset>-<split>-<timestamp>.json; returns the path."""
+    """Write the row atomically as <method>-<dataset>-<split>-<timestamp>.json (-2, -3, … after
+    the timestamp when rows of the same second are there already); returns the path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(results_dir) / f"{row['method']}-{row['dataset']}-{row['split']}-{stamp}.json"
+    name = f"{row['method']}-{row['dataset']}-{row['split']}-{stamp}"
+    path, count = Path(results_dir) / f"{name}.json", 1
+    while path.exists():
+        count += 1
+        path = path.with_name(f"{name}-{count}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, to_json(row))
     return path
