@@ -120,7 +120,8 @@ def test_stgnet_paper_preset_holds_the_papers_settings(tmp_path):
     assert (model.motion_model, model.spatial_graph, model.temporal_graph, model.warp) == (
         True, True, True, True)
     assert model.memory_size is None  # every previous frame, frame 0 included
-    # STGNet() is the same model: its defaults are the values above
+    # STGNet()'s defaults are the values above; the paper gives no H1×W1, and the preset takes
+    # 64×64 where the default is 256×256 (Eq. 7's affinities grow as (H1·W1)²)
     with torch.device("meta"):
         defaults = STGNet()
     assert dict(defaults.hparams) == dict(

@@ -84,6 +84,12 @@ def test_identical_keys_average_the_memory_into_the_box_of_the_state():
     expected[2:6, 3:11] = (edges + 0.9) / 3
     assert torch.allclose(refined, expected, atol=1e-6)
     assert torch.equal(model.refine(torch.rand(3, 12, 16), state, [], []), state)
+    faint = state.clone()
+    faint[8, 12] = 0.3  # above thr = 0.2: the box grows to rows 2–8, columns 3–12
+    wider = model.refine(torch.rand(3, 12, 16), faint, [torch.zeros(2, 4, 8)], [second])
+    inside = torch.zeros(12, 16, dtype=torch.bool)
+    inside[2:9, 3:13] = True
+    assert (wider[inside] > 0).all() and (wider[~inside] == 0).all()
     model.hparams.temporal_graph = False
     assert torch.equal(model.refine(torch.rand(3, 12, 16), state, [torch.zeros(2, 4, 8)],
                                     [second]), state)
@@ -106,6 +112,15 @@ def test_a_memory_entry_is_the_crop_of_the_frame_and_of_the_binary_mask_by_its_b
     edges[:, [0, -1]] *= 0.875
     assert key.shape == (2, 4, 8) and torch.allclose(value, edges)
     assert model.memory_entry(frame, torch.full((10, 12), 0.2)) is None
+    at_thr = mask.clone()
+    at_thr[2, 5] = 0.2  # not above thr: a hole in the value, which the crop's samples weigh
+    _, value = model.memory_entry(frame, at_thr)  # 0.75 · 0.75 in each of their 4 samples
+    assert float(value[1, 3]) == pytest.approx(1 - 0.5625)
+    faint = mask.clone()
+    faint[6, 11] = 0.3  # above thr: the box is rows 1–6, columns 2–11, bins of 1.5 × 1.25
+    model.memory_entry(frame, faint)  # the first bin's centre: (1 + 0.75, 2 + 0.625)
+    assert float(model.key_encoder.seen[-1][0, 0, 0, 0]) == pytest.approx(
+        (1.75 - 0.5) * 12 + 2.625 - 0.5)
 
 
 def test_the_memory_keeps_its_first_frame_and_the_latest_ones():
@@ -115,6 +130,11 @@ def test_the_memory_keeps_its_first_frame_and_the_latest_ones():
         model.remember(keys, values, (torch.tensor(index), torch.tensor(10 + index)))
     model.remember(keys, values, None)
     assert [int(k) for k in keys] == [0, 3, 4] and [int(v) for v in values] == [10, 13, 14]
+    pair = tiny_stgnet(memory_size=2)
+    keys, values = [], []
+    for index in range(4):
+        pair.remember(keys, values, (torch.tensor(index), torch.tensor(index)))
+    assert [int(k) for k in keys] == [0, 3]
     single = tiny_stgnet(memory_size=1)
     keys, values = [], []
     for index in range(3):
@@ -128,9 +148,34 @@ def test_the_memory_keeps_its_first_frame_and_the_latest_ones():
 
 
 def test_without_the_motion_model_the_predicted_box_is_the_last_one():
-    history = [torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 0, 3, 2])]
-    assert tiny_stgnet().predicted_box(history).tolist() == [2, 0, 4, 2]
-    assert tiny_stgnet(motion_model=False).predicted_box(history).tolist() == [1, 0, 3, 2]
+    """Centres 1, 2, 4: the mean displacement of the last n = 10 is 1.5, of the last n = 1 is 2;
+    without the motion model, the last box."""
+    history = [torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 0, 3, 2]),
+               torch.tensor([3.0, 0, 5, 2])]
+    assert tiny_stgnet().predicted_box(history).tolist() == [4.5, 0, 6.5, 2]
+    assert tiny_stgnet(history=1).predicted_box(history).tolist() == [5, 0, 7, 2]
+    assert tiny_stgnet(motion_model=False).predicted_box(history).tolist() == [3, 0, 5, 2]
+
+
+class FixedFeatures(nn.Module):
+    """A proposal CNN giving every crop the same feature: cos = 1 on every edge."""
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return crops.new_ones(len(crops), 4)
+
+
+def test_the_spatial_graph_runs_l_updates_with_eq_3s_weights():
+    """Two proposals whose boxes overlap with IoU 1/2 and whose features agree (cos 1): with
+    α = 0.5, W = 0.5 + 0.5 · 1/2 = 0.75. Node 1's pixel a (its mask alone) after l = 1: 1 / 1.75;
+    after l = 2: (1 / 1.75 + 0.75 · 0.75 / 1.75) / 1.75."""
+    boxes = torch.tensor([[0.0, 0, 4, 2], [0.0, 0, 2, 2]])  # areas 8 and 4, overlap 4
+    masks = torch.zeros(2, 6, 8)
+    masks[0, 1, 3] = 1
+    for iterations, expected in ((1, 1 / 1.75), (2, (1 / 1.75 + 0.75 ** 2 / 1.75) / 1.75)):
+        model = tiny_stgnet(alpha=0.5, iterations=iterations)
+        model.proposal_encoder = FixedFeatures()
+        states = model.reconstruct(torch.rand(3, 6, 8), boxes, masks)
+        assert float(states[0, 1, 3]) == pytest.approx(expected)
 
 
 def test_the_settings_are_checked():
@@ -140,6 +185,11 @@ def test_the_settings_are_checked():
     for bad in (dict(history=0), dict(iterations=-1), dict(memory_size=0)):
         with pytest.raises(ValueError, match="history ≥ 1, iterations ≥ 0"):
             STGNet(**bad)
+    with torch.device("meta"):  # the bounds themselves are accepted
+        for edge in (dict(alpha=0.0, box_weight=1.0, history=1, iterations=0, memory_size=1),
+                     dict(alpha=1.0, box_weight=0.0)):
+            assert STGNet(**edge).hparams.alpha == edge["alpha"]
+        assert STGNet(num_overlays=1, protocol="davis2016").num_overlays == 1  # VOSMethod's
 
 
 # --- inference -----------------------------------------------------------------------------------
@@ -216,7 +266,16 @@ def test_the_mask_rcnn_path_runs_end_to_end_and_reuses_its_cached_detections(
                                 segmenter_arch="deeplabv3_mobilenet_v3_large",
                                 segmenter_weights=str(tmp_path / "segmenter.pth"), crop_size=32)
 
+    segment, given = ProposalProvider.segment, []
+
+    def recorded(self, frame, boxes, previous):
+        given.append((frame, len(boxes), previous.shape))
+        return segment(self, frame, boxes, previous)
+
+    monkeypatch.setattr(ProposalProvider, "segment", recorded)
     first = tiny_stgnet(provider()).eval().predict_video(video)
+    frame, count, shape = given[0]  # frame 1: RGB in [0, 1], a Q per box
+    assert torch.equal(frame, video.frames[1].float() / 255) and shape == (count, 40, 56)
     files = sorted((tmp_path / "cache" / "proposals" / "fake").glob("*/*/late/*.npz"))
     assert [path.stem for path in files] == [f"{t:05d}" for t in range(1, 6)]
     with np.load(files[0]) as cached:
@@ -313,6 +372,26 @@ def test_equation_9_on_a_hand_made_clip(monkeypatch):
     assert float(loss) == pytest.approx(100 * 0.6 * 4 / 30 + fraction, rel=1e-5)
     ((target, jitter),) = calls
     assert np.array_equal(target, labels[0, 2].numpy()) and jitter == provider.jitter
+    weighted = tiny_stgnet(provider, temporal_graph=False, distance_weight=10.0)
+    weighted.log = model.log
+    assert float(weighted.training_step(clip, 0)) == pytest.approx(10 * 0.6 * 4 / 30 + fraction,
+                                                                   rel=1e-5)
+
+
+def test_the_training_memory_holds_the_reference_and_the_frames_before_the_last():
+    """Each object's memory in training: its mask in the reference, then in each clip frame
+    before the last, in that order."""
+    model = tiny_stgnet(ProposalProvider("oracle", strength=0.05, miss_rate=0.0,
+                                         spurious_rate=0.0, cache=False))
+    model.log = lambda *args, **kwargs: None
+    entries, memory_entry = [], model.memory_entry
+    model.memory_entry = lambda frame, mask: entries.append(mask) or memory_entry(frame, mask)
+    clip = two_object_clip(batch=1)
+    model.training_step(clip, 0)
+    labels = clip.masks[0]
+    expected = [(truth == o).float() for o in (1, 2)
+                for truth in (clip.reference_mask[0], labels[0], labels[1])]
+    assert len(entries) == 6 and all(torch.equal(a, b) for a, b in zip(entries, expected))
 
 
 def test_training_needs_a_reference_and_skips_clips_without_objects():
@@ -385,3 +464,87 @@ def test_the_optimiser_and_its_step_decay_per_epoch():
     assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     sgd = tiny_stgnet(optimizer="sgd", momentum=0.8).configure_optimizers()["optimizer"]
     assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.8
+
+
+def test_each_frame_extends_the_history_at_thr_and_the_memory_with_the_refined_mask(tmp_path):
+    """segment_frame with a temporal graph that adds a pixel of 0.3 two rows below object 1 (row
+    21, column 10): the box of each refined mask, at thr = 0.2, takes the pixel in and joins the
+    history, kept to its last n + 1 = 3 boxes; the refined mask joins the memory, which the
+    next frame's temporal graph receives."""
+    from vosbench.methods.backbones import normalize_images
+    from vosbench.methods.stgnet import Track
+
+    video = video_with_late_object(tmp_path)
+    model = tiny_stgnet(history=2).eval()
+    received = []
+
+    def refine(frame, state, keys, values):
+        received.append(len(keys))
+        refined = state.clone()
+        refined[21, 10] = 0.3
+        return refined
+
+    model.refine = refine
+    frames = normalize_images(video.frames.float() / 255)
+    first = (video.masks[0] == 1).float()
+    track = Track([torch.tensor([5.0, 5, 20, 20])], first)
+    model.remember(track.keys, track.values, model.memory_entry(frames[0], first))
+    with torch.inference_mode():
+        for t in range(1, 6):
+            model.segment_frame(video, frames, t, {1: track})
+    assert received == [1, 2, 3, 4, 5] and len(track.keys) == len(track.values) == 6
+    assert [box.tolist() for box in track.boxes] == [[8, 5, 23, 22], [9, 5, 24, 22],
+                                                     [10, 5, 25, 22]]
+
+
+def test_two_proposals_of_one_box_average_whatever_alpha():
+    """Two proposals with the same box and crop: cos = 1 and IoU = 1, so W = α + (1 − α) = 1 for
+    any α and one update gives both nodes (h1 + h2) / 2; without the spatial graph the masks come
+    back as they are."""
+    frame = torch.rand(3, 20, 30)
+    boxes = torch.tensor([[2.0, 3, 12, 15], [2.0, 3, 12, 15]])
+    masks = torch.zeros(2, 20, 30)
+    masks[0, 3:15, 2:12] = 1
+    masks[1, 3:9, 2:12] = 1
+    for alpha in (0.25, 0.9):
+        model = tiny_stgnet(alpha=alpha, iterations=1).eval()
+        states = model.reconstruct(frame, boxes, masks)
+        assert torch.allclose(states, masks.mean(0).expand(2, -1, -1), atol=1e-6)
+    assert tiny_stgnet(spatial_graph=False).reconstruct(frame, boxes, masks) is masks
+
+
+def test_choose_weighs_box_and_mask_by_lambda1_and_one_minus_it():
+    """λ1 = 0.25: an L of 7 pixels with the box of Q (IoU 1) and 7 of Q's 16 pixels scores
+    0.25 · 1 + 0.75 · 7 / 16; Q itself scores 1 and is chosen."""
+    q = torch.zeros(10, 10)
+    q[0:4, 0:4] = 1
+    ell = torch.zeros(10, 10)
+    ell[0:4, 0] = 1
+    ell[3, 0:4] = 1
+    scores, chosen = tiny_stgnet(box_weight=0.25).choose(torch.stack([ell, q]),
+                                                         torch.tensor([0.0, 0, 4, 4]), q)
+    assert scores.tolist() == pytest.approx([0.25 + 0.75 * 7 / 16, 1.0])
+    assert torch.equal(chosen, q)
+
+
+def test_the_weights_files_reach_both_cnns_and_features_are_pooled(tmp_path):
+    """feature_weights and key_weights (timm state dicts) start the two ResNets; a file of
+    another ResNet does not fit and says which network it was meant for; the proposal CNN gives
+    one pooled 512-vector per crop (ResNet-18), no classifier; the key CNN stops at key_stage."""
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    model = tiny_stgnet(feature_weights=str(tmp_path / "resnet18.pth"),
+                        key_weights=str(tmp_path / "resnet18.pth"))
+    assert torch.equal(model.proposal_encoder.body.conv1.weight, source.conv1.weight)
+    assert torch.equal(model.key_encoder.stages[0][0].weight, source.conv1.weight)
+    assert model.proposal_encoder(torch.rand(3, 3, 32, 32)).shape == (3, 512)
+    # key_stage 0, the stem at stride 2, projected to key_channels = 8
+    assert model.key_encoder(torch.rand(2, 3, 32, 32)).shape == (2, 8, 16, 16)
+    deeper = tiny_stgnet(key_stage=2, key_channels=5)  # layer2, stride 8
+    assert deeper.key_encoder(torch.rand(2, 3, 32, 32)).shape == (2, 5, 4, 4)
+    torch.save(timm.create_model("resnet50", pretrained=False).state_dict(),
+               tmp_path / "resnet50.pth")
+    with pytest.raises(InputError, match="does not fit timm resnet18"):
+        tiny_stgnet(feature_weights=str(tmp_path / "resnet50.pth"))
