@@ -23,8 +23,9 @@ import torch
 from torchvision.ops import box_iou
 
 from vosbench.datamodules.families import cache_folder_name, cache_root
+from vosbench.datamodules.readers import read_videos
 from vosbench.datamodules.video import Video
-from vosbench.io import read_label_png, read_names, write_label_png
+from vosbench.io import write_label_png
 from vosbench.metrics.cli import main as evaluate
 from vosbench.proposals.oracle import Proposals, box_of
 from vosbench.proposals.provider import ProposalProvider
@@ -79,19 +80,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/proposal_bounds"))
     args = parser.parse_args()
     provider = ProposalProvider("oracle", strength=args.strength, seed=args.seed)
-    names = read_names(args.root / "ImageSets" / "2017" / "val.txt", "validation list")
-    annotations = args.root / "Annotations" / "480p"
-    for name in names:
-        frames = tuple(sorted((args.root / "JPEGImages" / "480p" / name).glob("*.jpg")))
-        masks = tuple(annotations / name / f"{frame.stem}.png" for frame in frames)
-        size = read_label_png(masks[0]).shape
-        video = Video(name, "synthetic", "val", frames, masks, size)
+    videos = read_videos("synthetic", args.root, "val")
+    for video in videos:
         for rule in ("ceiling", "floor"):
             write_bound(video, provider, rule, args.out / rule)
     for rule in ("ceiling", "floor"):
         print(f"== {rule}: oracle proposals, strength {args.strength}, seed {args.seed}")
-        evaluate(["--gt-root", str(annotations), "--pred-root", str(args.out / rule),
-                  "--protocol", "davis2017", "--sequences", ",".join(names),
+        evaluate(["--gt-root", str(args.root / "Annotations" / "480p"),
+                  "--pred-root", str(args.out / rule), "--protocol", "davis2017",
+                  "--sequences", ",".join(video.name for video in videos),
                   "--output", str(args.out / f"{rule}-scores")])
 
 
