@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from vosbench.datamodules.clips import LoadedVideo
 from vosbench.errors import InputError
+from vosbench.methods.official import CheckpointFormat
 from vosbench.methods.overlays import overlay_row
 from vosbench.metrics.datasets import (
     DATASET_PROTOCOLS,
@@ -40,7 +41,8 @@ from vosbench.results import write_scores
 # checkpoint's hyperparameters: LightningCLI applies those over the command line when a command
 # gets --ckpt_path, which would make `vosbench test --model.init_args.crf agnn` silently ignored.
 EVALUATION_OPTIONS = ("crf", "crf_in_validation", "threshold", "protocol", "num_overlays",
-                      "prediction_dir", "output_workers")
+                      "prediction_dir", "output_workers", "save_probabilities",
+                      "probability_dir")
 
 
 class VOSMethod(pl.LightningModule):
@@ -65,6 +67,10 @@ class VOSMethod(pl.LightningModule):
         output_workers: processes that refine (CRF), score and write each video while the model
             predicts the next (`vosbench.outputs`); None: the CPUs of this process divided by
             the devices of this node; 0: all in this process, after each video.
+        save_probabilities: test and predict also write the model's probabilities (before any
+            CRF) as 16-bit grey PNGs, <probability_dir>/<video>/<object id>/<frame>.png, value
+            round(p · 65535) (zero-shot methods: object 1, the foreground).
+        probability_dir: where they go; default <trainer root>/probabilities.
     """
 
     name: ClassVar[str] = ""
@@ -73,6 +79,11 @@ class VOSMethod(pl.LightningModule):
     # the method's own options that only matter at inference (AGNN: N′ at test), which, like
     # EVALUATION_OPTIONS, a checkpoint leaves out (see `inference_options`)
     inference_only: ClassVar[tuple[str, ...]] = ()
+    # methods with an official variant (a port of the authors' released network): how the
+    # authors' test script reads their checkpoint (`vosbench weights import`), and each setting
+    # of the official variant that the paper variant sets otherwise (`official_departures`)
+    official_checkpoint: ClassVar[CheckpointFormat | None] = None
+    official_settings: ClassVar[dict[str, object]] = {}
 
     @classmethod
     def inference_options(cls) -> tuple[str, ...]:
@@ -83,7 +94,8 @@ class VOSMethod(pl.LightningModule):
 
     def __init__(self, crf: str | None = None, crf_in_validation: bool = False,
                  threshold: float = 0.5, protocol: str | None = None, num_overlays: int = 3,
-                 prediction_dir: str | None = None, output_workers: int | None = None):
+                 prediction_dir: str | None = None, output_workers: int | None = None,
+                 save_probabilities: bool = False, probability_dir: str | None = None):
         super().__init__()
         if output_workers is not None and output_workers < 0:
             raise ValueError(f"output_workers must be None or at least 0, got {output_workers}")
@@ -94,6 +106,8 @@ class VOSMethod(pl.LightningModule):
         self.num_overlays = num_overlays
         self.prediction_dir = prediction_dir
         self.output_workers = output_workers
+        self.save_probabilities = save_probabilities
+        self.probability_dir = probability_dir
         self.outputs: OutputPool | None = None
         self.scores: list[tuple[SequenceScores, str | None]] = []
         self.timings: list[VideoTiming] = []
@@ -108,6 +122,16 @@ class VOSMethod(pl.LightningModule):
         original size. Zero-shot methods: K = 1 (the union of the objects). Semi-supervised:
         object k is channel k − 1, for the objects of `video.video.reference_masks()`."""
         raise NotImplementedError
+
+    def official_departures(self) -> list[str]:
+        """The settings in which this model is not the official variant (`official_settings`),
+        each as "key: value here, the authors' value"; empty for the official variant."""
+        def plain(value):
+            return tuple(map(plain, value)) if isinstance(value, list | tuple) else value
+
+        return [f"{key}: {self.hparams.get(key)!r} here, {value!r} in the authors' network"
+                for key, value in self.official_settings.items()
+                if plain(self.hparams.get(key)) != plain(value)]
 
     def result_notes(self) -> list[str]:
         """What every results row and leaderboard entry of this model must say of how its
@@ -162,15 +186,18 @@ class VOSMethod(pl.LightningModule):
             keep = video.video.annotated[len(video.video.annotated) // 2]
             self.overlay_inputs[video.name] = (video.frames[keep], video.masks[keep])
         frames = None if crf is None else video.frames.permute(0, 2, 3, 1).cpu().numpy()
-        label_dir = (Path(self.prediction_dir or Path(self.trainer.default_root_dir) /
-                          "predictions") / video.name) if write else None
+        root = Path(self.trainer.default_root_dir)
+        label_dir = (Path(self.prediction_dir or root / "predictions") / video.name) \
+            if write else None
+        probability_dir = (Path(self.probability_dir or root / "probabilities") / video.name) \
+            if write and self.save_probabilities else None
         if self.outputs is None:
             self.outputs = OutputPool(self.default_output_workers() if self.output_workers is None
                                       else self.output_workers)
         self.outputs.submit(OutputJob(
             video.name, probabilities, frames, crf, self.threshold, video.video.frame_names,
             truth, label_dir, keep, VideoTiming(len(video), model_seconds, video.flow_seconds, 0.0),
-            video.video.category))
+            video.video.category, probability_dir))
 
     def default_output_workers(self) -> int:
         """The CPUs this process may run on, shared among the devices of this node."""

@@ -115,7 +115,7 @@ def test_poly_schedule_decays_as_one_minus_step_over_total_to_the_power(tmp_path
 def test_checkpoints_keep_what_was_learned_and_leave_out_how_to_evaluate():
     model = Constant(probability=0.3, crf="agnn", threshold=0.7, protocol="davis2016",
                      num_overlays=1, prediction_dir="elsewhere", output_workers=1,
-                     crf_in_validation=True)
+                     crf_in_validation=True, save_probabilities=True, probability_dir="maps")
     checkpoint = {"hyper_parameters": dict(model.hparams)}
     model.on_save_checkpoint(checkpoint)
     # LightningCLI applies a checkpoint's hyperparameters over the command line, so an evaluation
@@ -124,7 +124,8 @@ def test_checkpoints_keep_what_was_learned_and_leave_out_how_to_evaluate():
     assert checkpoint["hyper_parameters"] == {"probability": 0.3, "shape": None, "lr": 0.1,
                                               "power": 0.9}
     assert set(EVALUATION_OPTIONS) == {"crf", "crf_in_validation", "threshold", "protocol",
-                                       "num_overlays", "prediction_dir", "output_workers"}
+                                       "num_overlays", "prediction_dir", "output_workers",
+                                       "save_probabilities", "probability_dir"}
     # a method that saves only some options, or no hyperparameters at all
     checkpoint = {"hyper_parameters": {"lr": 0.1, "threshold": 0.7}}
     model.on_save_checkpoint(checkpoint)

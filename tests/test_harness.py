@@ -31,7 +31,8 @@ SMALL = ["--model.init_args.input_size", "[48, 80]",
 ROW_KEYS = {"schema_version", "method", "preset", "notes", "dataset", "split", "protocol",
             "metrics", "sequences", "fps", "fps_with_flow", "fps_with_crf", "peak_memory_mb",
             "parameters", "training_seconds", "seed", "checkpoint", "config", "git_commit",
-            "wandb_run_id", "created", "run_dir", "sweep_id", "trial", "trial_parameters"}
+            "wandb_run_id", "created", "run_dir", "probability_dir", "sweep_id", "trial",
+            "trial_parameters"}
 
 
 def vosbench(*args, cwd: Path) -> subprocess.CompletedProcess:
@@ -61,7 +62,8 @@ def test_bench_fcn_end_to_end(synthetic_root, tmp_path, monkeypatch, capsys):
     rows = list((tmp_path / "results").glob("fcn-synthetic-val-*.json"))
     assert len(rows) == 1 and "Results row written" in out
     row = json.loads(rows[0].read_text())
-    assert set(row) == ROW_KEYS and row["schema_version"] == 2
+    assert set(row) == ROW_KEYS and row["schema_version"] == 3
+    assert row["probability_dir"] is None and not (Path(row["run_dir"]) / "probabilities").exists()
     assert (row["sweep_id"], row["trial"], row["trial_parameters"]) == (None, None, None)
     assert row["notes"] == []
     assert (row["method"], row["preset"], row["dataset"], row["split"], row["protocol"]) == \

@@ -315,9 +315,9 @@ def test_all_runs_option(results, capsys):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
     ('{"schema_version": 1, "method": "agnn"}', "missing preset, dataset, split, protocol"),
-    (json.dumps({"schema_version": 3, "method": "a", "preset": "tiny", "dataset": "d",
+    (json.dumps({"schema_version": 4, "method": "a", "preset": "tiny", "dataset": "d",
                  "split": "val", "protocol": "davis2016", "metrics": {},
-                 "created": "2026-11-21T07:40:00+00:00"}), "unknown schema_version 3"),
+                 "created": "2026-11-21T07:40:00+00:00"}), "unknown schema_version 4"),
     (json.dumps({"schema_version": 1, "method": "a", "preset": "tiny", "dataset": "d",
                  "split": "val", "protocol": "davis2018", "metrics": {},
                  "created": "2026-11-21T07:40:00+00:00"}), "unknown protocol 'davis2018'"),

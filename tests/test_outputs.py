@@ -3,11 +3,14 @@ and PNGs, the same in worker processes as in this one; order, back-pressure and 
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from vosbench import outputs
 from vosbench.datamodules.video import Video
 from vosbench.io import read_label_png
 from vosbench.metrics.datasets import VideoJob
@@ -71,6 +74,31 @@ def test_an_output_job_scores_the_binarized_probabilities_and_writes_them(tmp_pa
         labels.tolist()
     assert (output.name, output.category) == ("a", "square")
     assert (output.timing.frames, output.timing.model, output.timing.flow) == (FRAMES, 0.25, 0.125)
+
+
+def test_probability_pngs_hold_the_models_probabilities_before_the_crf_in_16_bits(tmp_path,
+                                                                                 monkeypatch):
+    job = replace(video_job("a", 0, tmp_path / "labels", crf="agnn", scored=False),
+                  probability_dir=tmp_path / "probabilities")
+    two = np.concatenate([job.probabilities, 1 - job.probabilities], 1)  # objects 1 and 2
+    two[0, 0, 0, :3] = [0.0, 1.0, 0.5]
+    monkeypatch.setattr(outputs, "refine_video",
+                        lambda frames, probabilities, recipe: np.zeros_like(probabilities))
+    run_output_job(replace(job, probabilities=two))
+    for object_id in (1, 2):
+        names = sorted(p.name for p in (tmp_path / "probabilities" / str(object_id)).iterdir())
+        assert names == [f"{i:05d}.png" for i in range(FRAMES)]
+    with Image.open(tmp_path / "probabilities" / "1" / "00000.png") as image:
+        assert image.mode == "I;16" and image.size == (WIDTH, HEIGHT)
+        stored = np.asarray(image)
+    # 0, 1 and ½ (32767.5, rounded half to even) at the top left, every pixel round(p · 65535)
+    assert stored[0, :3].tolist() == [0, 65535, 32768]
+    assert np.array_equal(stored, np.rint(two[0, 0] * 65535))
+    with Image.open(tmp_path / "probabilities" / "2" / "00004.png") as image:
+        # half a step, and the float32 rounding of 1 − p
+        assert np.abs(np.asarray(image) / 65535 - two[4, 1]).max() <= 0.5 / 65535 + 1e-7
+    # the CRF (here: all background) decides the labels, not the probabilities written
+    assert read_label_png(tmp_path / "labels" / "00000.png").max() == 0
 
 
 def test_a_job_without_truth_is_written_and_not_scored(tmp_path):

@@ -1,9 +1,19 @@
 import dataclasses
 
+import cv2
 import numpy as np
+import pydensecrf.densecrf as dcrf
 import pytest
+from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian, unary_from_softmax
 
-from vosbench.postprocess import RECIPES, CRFRecipe, get_recipe, refine, refine_video
+from vosbench.postprocess import (
+    RECIPES,
+    CRFRecipe,
+    amcnet_scores,
+    get_recipe,
+    refine,
+    refine_video,
+)
 
 HEIGHT, WIDTH = 40, 60
 DARK_RED, LIGHT_BLUE, GREY = (110, 20, 20), (150, 190, 240), (128, 128, 128)
@@ -41,6 +51,10 @@ def test_recipes_hold_the_published_values():
     assert RECIPES["amcnet"] == CRFRecipe(gaussian_sxy=3, gaussian_compat=3, bilateral_sxy=30,
                                           bilateral_srgb=5, bilateral_compat=5, iterations=5,
                                           normalise=False)
+    # AMC-Net's utils/apply_densecrf_davis.py, lines 48-75
+    assert RECIPES["amcnet-official"] == CRFRecipe(
+        gaussian_sxy=3, gaussian_compat=3, bilateral_sxy=30, bilateral_srgb=5, bilateral_compat=5,
+        iterations=5, normalise=False, unary="amcnet", min_kl_change=500, rows_first=True)
     assert get_recipe("amcnet") is RECIPES["amcnet"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         RECIPES["agnn"].iterations = 10
@@ -144,3 +158,77 @@ def test_refine_video_rejects_mismatched_input():
     with pytest.raises(ValueError, match=r"frame 1: probabilities: expected values in \[0, 1\]"):
         refine_video(np.zeros((3, HEIGHT, WIDTH, 3), np.uint8), probabilities,
                      get_recipe("agnn"))
+
+
+def test_amcnet_scores_by_hand():
+    # p = 1: background −log(1 + 1e-8) / (1.05 σ(1)) ≈ 0, foreground −log(1e-8) / (1.05 σ(0))
+    # = 18.4207 / 0.525 = 35.0870; p = 0 the other way round; p = ½: both
+    # −log(0.5 + 1e-8) / (1.05 σ(½)) = 0.693147 / (1.05 · 0.622459) = 1.060534
+    scores = amcnet_scores(np.array([[1.0, 0.0, 0.5]]))
+    assert scores.shape == (2, 1, 3)
+    assert np.allclose(scores[:, 0, 0], [0, 35.0870], atol=1e-4)
+    assert np.allclose(scores[:, 0, 1], [35.0870, 0], atol=1e-4)
+    assert np.allclose(scores[:, 0, 2], [1.060534, 1.060534], atol=1e-6)
+
+
+def amcnet_script(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """AMC-Net's utils/apply_densecrf_davis.py on one frame, step by step as it is written
+    (pydensecrf.utils' features, its energies given to unary_from_softmax as probabilities, at
+    most five steps stopped once the KL divergence changes by less than 500): the (H, W) map
+    Q[1] of the foreground and the number of steps taken."""
+    anno = mask / 255
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    labels = np.zeros((2, *mask.shape))
+    labels[1] = -np.log(1.0 - anno + 1e-8) / (1.05 * sigmoid(1 - anno))
+    labels[0] = -np.log(anno + 1e-8) / (1.05 * sigmoid(anno))
+    crf = dcrf.DenseCRF(image.shape[1] * image.shape[0], 2)
+    crf.setUnaryEnergy(unary_from_softmax(labels))
+    crf.addPairwiseEnergy(create_pairwise_gaussian(sdims=(3, 3), shape=image.shape[:2]),
+                          compat=3, kernel=dcrf.DIAG_KERNEL,
+                          normalization=dcrf.NORMALIZE_SYMMETRIC)
+    crf.addPairwiseEnergy(create_pairwise_bilateral(sdims=(30, 30), schan=(5, 5, 5), img=image,
+                                                    chdim=2),
+                          compat=5, kernel=dcrf.DIAG_KERNEL,
+                          normalization=dcrf.NORMALIZE_SYMMETRIC)
+    q, tmp1, tmp2 = crf.startInference()
+    steps = 0
+    for _ in range(5):
+        temp = crf.klDivergence(q)
+        crf.stepInference(q, tmp1, tmp2)
+        steps += 1
+        if abs(crf.klDivergence(q) - temp) < 500:
+            break
+    return np.array(q)[1].reshape(mask.shape), steps
+
+
+@pytest.mark.parametrize("height, width", [(40, 60), (120, 160), (240, 320)])
+def test_the_amcnet_official_recipe_is_the_authors_script(height, width):
+    """Their masks are the 0/255 masks of test.py resized bicubically to the frame (values in
+    between at the edges); the sizes make the script stop after 1, 2 and 4 steps."""
+    rng = np.random.default_rng(0)
+    image = (rng.random((height, width, 3)) * 255).astype(np.uint8)
+    small = np.zeros((24, 24), np.uint8)
+    small[6:18, 8:20] = 255
+    mask = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    expected, steps = amcnet_script(image, mask)
+    assert steps == {40: 1, 120: 2, 240: 4}[height]
+    refined = refine(image, (mask / 255)[None], get_recipe("amcnet-official"))
+    assert np.array_equal(refined[0], expected.astype(np.float32))
+
+
+def test_the_early_stop_takes_one_step_or_all_of_them():
+    image, probabilities = striped_image([DARK_RED, LIGHT_BLUE], [30]), blurry_step(30)[None]
+    recipe = get_recipe("amcnet")
+    for threshold, steps in ((float("inf"), 1), (0.0, recipe.iterations)):
+        stopped = dataclasses.replace(recipe, min_kl_change=threshold)
+        assert np.array_equal(refine(image, probabilities, stopped),
+                              refine(image, probabilities,
+                                     dataclasses.replace(recipe, iterations=steps)))
+
+
+def test_the_amcnet_unary_is_binary_and_unknown_unaries_are_rejected():
+    with pytest.raises(ValueError, match="'amcnet' unary is binary: one object, found 2"):
+        refine(striped_image([GREY], []), np.full((2, HEIGHT, WIDTH), 0.5),
+               get_recipe("amcnet-official"))
+    with pytest.raises(ValueError, match="unknown unary 'softmax'; known: probability, amcnet"):
+        CRFRecipe(1, 1, 1, 1, 1, 1, unary="softmax")

@@ -12,6 +12,8 @@ SUBCOMMANDS = {
                                             "papers' reported numbers"),
     "bench": ("vosbench.bench", "fit a method, test its best checkpoint, write the results row"),
     "sweep": ("vosbench.sweep", "the trials of a W&B sweep file, offline (W&B's engine) or online"),
+    "weights": ("vosbench.weights", "import: an authors' released checkpoint as a checkpoint of "
+                                    "the method's official variant"),
     "fit": ("vosbench.lightning_cli", "train a method (LightningCLI; --config, --model, --data)"),
     "validate": ("vosbench.lightning_cli", "score a checkpoint on the validation split"),
     "test": ("vosbench.lightning_cli", "score a checkpoint on the test split"),

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from vosbench.io import write_label_png
+from vosbench.io import atomic_file, write_label_png
 from vosbench.metrics.datasets import VideoJob
 from vosbench.metrics.jobs import score_job
 from vosbench.metrics.protocols import SequenceScores
@@ -27,6 +28,8 @@ from vosbench.workers import init_worker, worker_context
 # The workers yield to the main process: while the model runs, it gets the cores it would have
 # alone (its frame rate is then nearly that of a lone model), and the workers take the rest.
 WORKER_NICENESS = 10
+# a probability PNG stores round(p · 65535): 16 bits, steps of 1.5e-5
+PROBABILITY_LEVELS = 65535
 
 
 @dataclass
@@ -70,6 +73,7 @@ class OutputJob:
     keep_frame: int | None
     timing: VideoTiming
     category: str | None = None
+    probability_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,23 @@ class VideoOutput:
     kept_labels: np.ndarray | None
 
 
+def write_probability_pngs(folder: Path, frame_names: tuple[str, ...],
+                           probabilities: np.ndarray) -> None:
+    """(T, K, H, W) probabilities in [0, 1] → 16-bit grey PNGs <folder>/<k + 1>/<frame>.png,
+    each pixel round(p · 65535), for k = 0 … K − 1 (object ids from 1)."""
+    levels = np.rint(np.clip(probabilities, 0, 1) * PROBABILITY_LEVELS).astype(np.uint16)
+    for name, frame in zip(frame_names, levels):
+        for object_index, values in enumerate(frame):
+            with atomic_file(folder / str(object_index + 1) / f"{name}.png",
+                             sync=False) as stream:
+                Image.fromarray(values).save(stream, format="PNG")
+
+
 def run_output_job(job: OutputJob) -> VideoOutput:
-    """Refine (with a CRF), binarize, score and write one video."""
+    """Write the probabilities (if asked), refine (with a CRF), binarize, score and write one
+    video."""
+    if job.probability_dir is not None:
+        write_probability_pngs(job.probability_dir, job.frame_names, job.probabilities)
     probabilities, crf_seconds = job.probabilities, 0.0  # no CRF: no CRF time (no fps_with_crf)
     if job.crf is not None:
         start = time.perf_counter()

@@ -6,7 +6,8 @@ training), protocol, every global metric (fractions in [0, 1], null where not co
 per-sequence metrics, frame rates (model alone, with flow, with CRF), peak memory in MiB,
 parameter count, training time in seconds (in the fit loop, validations included, summed over
 the parts of a resumed run), seed, the flattened config (dotted keys), git commit, W&B run id,
-creation time and the run folder. Written atomically.
+creation time, the run folder and where the model's probability PNGs are (null when not
+written). Written atomically.
 """
 
 import json
@@ -23,9 +24,10 @@ from vosbench.io import to_json, write_atomic
 from vosbench.metrics.protocols import get_protocol
 from vosbench.metrics.summary import write_results
 
-# 2 added sweep_id, trial and trial_parameters (null outside a sweep); the leaderboard reads both
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added sweep_id, trial and trial_parameters (null outside a sweep); 3 added probability_dir
+# (null unless the model's probabilities were written); the leaderboard reads all three
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def flatten(config: Namespace | dict, prefix: str = "") -> dict:
@@ -99,8 +101,16 @@ def results_row(cli, preset: str, results: dict, training_seconds: float,
         "wandb_run_id": wandb_ids[0] if wandb_ids else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run_dir": str(trainer.default_root_dir),
+        "probability_dir": probability_dir(model, trainer),
         **sweep_fields(),
     }
+
+
+def probability_dir(model, trainer) -> str | None:
+    """Where the test wrote the model's probability PNGs (`save_probabilities`), else None."""
+    if not getattr(model, "save_probabilities", False):
+        return None
+    return str(model.probability_dir or Path(trainer.default_root_dir) / "probabilities")
 
 
 def sweep_fields() -> dict:
