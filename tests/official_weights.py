@@ -114,3 +114,22 @@ def assert_matches_reference(outputs: dict[str, torch.Tensor], reference: dict,
         difference = (found - wanted).abs().max().item()
         assert difference <= atol, f"{name}: differs from the reference by {difference}"
         assert abs(float(value.double().mean()) - expected["mean"]) <= atol / 10, name
+
+
+def import_with_command(method: str, authors_file: Path, out: Path) -> Path:
+    """`vosbench weights import METHOD authors_file --out out`, which must succeed: `out`."""
+    from vosbench.cli import main as vosbench_main
+
+    assert vosbench_main(["weights", "import", method, str(authors_file), "--out",
+                          str(out)]) == 0
+    return out
+
+
+def official_model_from(method: str, checkpoint: Path):
+    """The official preset's model of `method` with the checkpoint's weights (strict), in eval
+    mode."""
+    from vosbench.weights import build_model
+
+    model = build_model(method, "official")
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"], strict=True)
+    return model.eval()

@@ -91,7 +91,12 @@ def test_agssvos_paper_preset_holds_the_papers_settings(tmp_path):
         backbone="resnet50", weights=None, channels=256, kernel_size=7, instance_agnostic=True,
         instance_specific=True, normalise=True, warp=True, input_size=(448, 832), tolerance=0.5,
         cross_entropy=0.0, lr=1e-5, weight_decay=4e-5, poly_power=0.9, head_lr_multiplier=10,
-        optimizer="adam", momentum=0.9, freeze_encoder_bn=True)
+        optimizer="adam", momentum=0.9, freeze_encoder_bn=True,
+        # the official variant's switches at the paper's values (methods/agssvos.py docstring)
+        shared_encoder=False, mask_conv_bias=False, mask_downsampling="area",
+        warp_normalisation="corners", flow_source="provider", flow_weights=None,
+        halve_large_frames=False, resampling="bilinear", normalisation_scope="all",
+        label_background="normalised", overwrite_earlier_objects=True, drop_lost_objects=False)
 
 
 def test_stgnet_paper_preset_holds_the_papers_settings(tmp_path):

@@ -4,6 +4,7 @@ renaming (longest prefix), the strict errors naming the key, nothing written on 
 checkpoint that `vosbench bench --ckpt_path` scores with the file's weights."""
 
 import json
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from vosbench.methods.official import (
     CheckpointFormat,
     read_official_state,
 )
-from vosbench.weights import build_model, import_weights
+from vosbench.weights import build_model, import_weights, lightning_checkpoint
+from vosbench.weights import main as weights_main
 
 # a made-up authors' layout of fcn: {"model": {"module.encoder.…", "module.head.…"}}
 FCN_FORMAT = CheckpointFormat((CheckpointEntry("model", "module.", (
@@ -211,3 +213,208 @@ def test_bench_scores_the_imported_weights(fcn_official, synthetic_root, tmp_pat
         assert {int(np.asarray(Image.open(path)).max()) for path in maps} == \
             {0 if bias < 0 else 65535}
     assert j_means[-20.0] == 0 and 0.01 < j_means[20.0] < 0.5
+
+
+# --- the reader on toy state dicts: each message names the file, the entry and the key ---------
+
+TOY = {"x.w": torch.zeros(2), "y.w": torch.zeros(3)}
+BARE = CheckpointFormat((CheckpointEntry(None, "", (("a.", "x."), ("c.", "y."))),))
+KEYED = CheckpointFormat((CheckpointEntry("model", "", BARE.entries[0].table),))
+
+
+def read_error(path: Path, document, checkpoint: CheckpointFormat) -> str:
+    """The message of the CheckpointError that reading `document`, saved at `path`, raises."""
+    torch.save(document, path)
+    with pytest.raises(CheckpointError) as error:
+        read_official_state(path, checkpoint, TOY)
+    return str(error.value)
+
+
+def test_each_error_names_the_file_and_its_entry_exactly(tmp_path):
+    path = tmp_path / "theirs.pth"
+    assert read_error(path, [1, 2], BARE) == f"{path}: expected a state dict (names → tensors)"
+    assert read_error(path, {"a.w": torch.ones(2), "b.w": torch.ones(3)}, BARE).startswith(
+        f"{path}: key 'b.w' is not used by the official variant")
+    assert read_error(path, {"model": {"b.w": torch.ones(3)}}, KEYED).startswith(
+        f"{path}['model']: key 'b.w' is not used by the official variant")
+    assert read_error(path, torch.ones(2), KEYED).endswith(", found Tensor")
+    assert read_error(path, {"a.w": torch.ones(2)}, BARE) == (
+        f"{path}: the official variant's 'y.w' (the file's 'c.w') is not filled by any key of "
+        f"the file")
+    unknown = {**TOY, "z.w": torch.zeros(1)}  # a name that no row of the table leads to
+    torch.save({"a.w": torch.ones(2), "c.w": torch.ones(3)}, path)
+    with pytest.raises(CheckpointError) as error:
+        read_official_state(path, BARE, unknown)
+    assert str(error.value) == (f"{path}: the official variant's 'z.w' is not filled by any key "
+                                f"of the file")
+
+
+def test_two_keys_for_one_tensor_are_an_error_naming_both_places(tmp_path):
+    path = tmp_path / "theirs.pth"
+    twice = CheckpointFormat((CheckpointEntry(None, "", (("a.", "x."), ("b.", "x."))),))
+    assert read_error(path, {"a.w": torch.ones(2), "b.w": torch.ones(2)}, twice) == (
+        f"{path}: key 'b.w' maps onto 'x.w', which another key of the file fills already")
+    two = CheckpointFormat((CheckpointEntry("seg", "", (("a.", "x."),)),
+                            CheckpointEntry("flow", "", (("a.", "x."), ("c.", "y.")))))
+    document = {"seg": {"a.w": torch.ones(2)}, "flow": {"a.w": torch.ones(2)}}
+    assert read_error(path, document, two) == (
+        f"{path}['flow']: 'x.w' is filled by two entries of the file")
+
+
+def test_the_file_named_for_a_missing_tensor_comes_from_the_most_specific_row():
+    """Both rows lead back to 'x.y.w' (a.y.w and b.w would each be renamed to it): the
+    longer vosbench prefix, the row written for it, names the file's key."""
+    entry = CheckpointEntry(None, "module.", (("a.", "x."), ("b.", "x.y.")))
+    assert entry.rename("a.y.w") == entry.rename("b.w") == "x.y.w"
+    assert entry.original("x.y.w") == "module.b.w"
+    assert entry.original("x.z") == "module.a.z"
+
+
+def test_tensors_take_the_variants_dtypes(tmp_path):
+    torch.save({"a.w": torch.ones(2, dtype=torch.float64), "c.w": torch.ones(3)},
+               tmp_path / "theirs.pth")
+    state = read_official_state(tmp_path / "theirs.pth", BARE, TOY)
+    assert state["x.w"].dtype == torch.float32 and torch.equal(state["x.w"], torch.ones(2))
+
+
+def saved_on_gpu(path: Path, document) -> None:
+    """`torch.save(document, path)` as a GPU machine writes it, where the authors saved their
+    checkpoints: every storage tagged for "cuda:0", which torch.load restores there unless told
+    otherwise (written on the CPU: the tag rewritten in the archive's pickle)."""
+    torch.save(document, path.with_suffix(".cpu"))
+    with zipfile.ZipFile(path.with_suffix(".cpu")) as cpu, zipfile.ZipFile(path, "w") as gpu:
+        for info in cpu.infolist():
+            data = cpu.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            gpu.writestr(info, data)
+
+
+def test_a_checkpoint_saved_on_a_gpu_loads_on_the_cpu(tmp_path):
+    saved_on_gpu(tmp_path / "theirs.pth", {"a.w": torch.ones(2), "c.w": torch.full((3,), 2.0)})
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):  # what torch.load alone does here
+            torch.load(tmp_path / "theirs.pth", weights_only=True)
+    state = read_official_state(tmp_path / "theirs.pth", BARE, TOY)
+    assert state["y.w"].device.type == "cpu" and torch.equal(state["y.w"], torch.full((3,), 2.0))
+
+
+def test_an_unreadable_file_is_reported_with_the_first_line_of_torchs_error(tmp_path):
+    (tmp_path / "theirs.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception) as raised:  # torch's own words, to be quoted
+        torch.load(tmp_path / "theirs.pth", weights_only=True)
+    first_line = str(raised.value).splitlines()[0]
+    assert len(first_line) > 200  # cut to 200 characters in the message
+    with pytest.raises(CheckpointError) as error:
+        read_official_state(tmp_path / "theirs.pth", BARE, TOY)
+    assert str(error.value) == (
+        f"{tmp_path / 'theirs.pth'}: cannot be read as a checkpoint of tensors by "
+        f"torch.load(weights_only=True) ({type(raised.value).__name__}: {first_line[:200]})")
+
+
+# --- vosbench weights: presets, the checkpoint it writes, its command line ---------------------
+
+def write_preset(root: Path, method: str, preset: str, text: str) -> Path:
+    """A preset file configs/methods/<method>/<preset>.yaml under a config root of its own."""
+    path = root / "methods" / method / f"{preset}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_presets_that_build_no_model_are_errors_naming_the_file(tmp_path):
+    with pytest.raises(InputError, match=r"official.yaml: no such preset of 'nothing' \(unknown "
+                                         r"method\)$"):
+        build_model("nothing", "official", tmp_path)
+    path = write_preset(tmp_path, "fcn", "empty", "# no model\n")
+    with pytest.raises(InputError) as error:
+        build_model("fcn", "empty", tmp_path)
+    assert str(error.value) == f"{path}: no 'model' section"
+    path = write_preset(tmp_path, "fcn", "null", "model: null\n")
+    with pytest.raises(InputError, match=r"null.yaml: .*required: model"):
+        build_model("fcn", "null", tmp_path)
+    path = write_preset(tmp_path, "fcn", "typo", "model:\n  class_path: vosbench.methods.fcn.FCN\n"
+                                                 "  init_args: {chanels: 64}\n")
+    with pytest.raises(InputError) as error:
+        build_model("fcn", "typo", tmp_path)
+    assert str(error.value).startswith(f"{path}: ") and "chanels" in str(error.value)
+
+
+def test_the_model_records_its_settings_as_lightning_cli_does(tmp_path):
+    """Every init argument, those left at null too, and the class path with Lightning's
+    instantiator, which load_from_checkpoint needs to read them back."""
+    model = build_model("fcn", "tiny")
+    assert model.hparams["weights"] is None and model.hparams["channels"] == 64
+    assert model.hparams["_class_path"] == "vosbench.methods.fcn.FCN"
+    torch.save(lightning_checkpoint(model, model.state_dict()), tmp_path / "fcn.ckpt")
+    loaded = FCN.load_from_checkpoint(tmp_path / "fcn.ckpt", map_location="cpu")
+    assert loaded.hparams["channels"] == 64 and torch.equal(loaded.readout.weight,
+                                                            model.readout.weight)
+
+
+def test_the_checkpoint_has_taken_no_training_step(fcn_official, tmp_path):
+    their_file(tmp_path / "theirs.pth", fcn_official)
+    out = tmp_path / "new" / "folder" / "fcn.ckpt"
+    import_weights("fcn", tmp_path / "theirs.pth", out, "tiny")
+    checkpoint = torch.load(out, weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 0)
+
+
+def test_the_command_reads_the_official_preset_of_a_config_root(fcn_official, tmp_path, capsys):
+    """Without --preset the official one; with --config-root that folder's."""
+    tiny = (Path(__file__).parents[1] / "configs" / "methods" / "fcn" / "tiny.yaml").read_text()
+    write_preset(tmp_path / "configs", "fcn", "official", tiny)
+    their_file(tmp_path / "theirs.pth", fcn_official)
+    assert weights_main(["import", "fcn", str(tmp_path / "theirs.pth"), "--out",
+                         str(tmp_path / "fcn.ckpt"), "--config-root",
+                         str(tmp_path / "configs")]) == 0
+    assert capsys.readouterr().out == (f"{tmp_path / 'theirs.pth'} → {tmp_path / 'fcn.ckpt'} "
+                                       f"(fcn, preset official)\n")
+    assert (tmp_path / "fcn.ckpt").is_file()
+
+
+def test_all_departures_from_the_official_settings_are_listed(fcn_official, tmp_path,
+                                                              monkeypatch):
+    their_file(tmp_path / "theirs.pth", fcn_official)
+    monkeypatch.setattr(FCN, "official_settings", {"channels": 256, "output_stride": 8})
+    with pytest.raises(InputError, match=r"variant: channels: 64 here, 256 in the authors' "
+                                         r"network; output_stride: 16 here, 8 in the authors' "
+                                         r"network$"):
+        import_weights("fcn", tmp_path / "theirs.pth", tmp_path / "fcn.ckpt", "tiny")
+
+
+def help_text(argv: list[str], capsys) -> str:
+    """What `vosbench weights ARGV` prints and exits 0 with, its white space collapsed."""
+    with pytest.raises(SystemExit) as exit_:
+        weights_main(argv)
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_the_command_line_describes_itself(capsys):
+    text = help_text(["--help"], capsys)
+    assert text.startswith("usage: vosbench weights [-h] {import} ...")
+    assert ("`vosbench weights import METHOD FILE --out CKPT`: an authors' released checkpoint "
+            "as a Lightning checkpoint of vosbench's official variant of the method.") in text
+    text = help_text(["import", "--help"], capsys)
+    assert text.startswith("usage: vosbench weights import [-h] --out CKPT [--preset PRESET] "
+                           "[--config-root DIR] method file")
+    for described in (
+            "Read an authors' released checkpoint (the format their test script loads) into "
+            "vosbench's official variant of the method and write a Lightning checkpoint for "
+            "`vosbench test|predict|bench --ckpt_path`. Strict: every key of the file must map "
+            "onto the variant and fill it.",
+            "method agnn, amcnet or agssvos", "file the authors' checkpoint file",
+            "--out CKPT the Lightning checkpoint to write",
+            "--preset PRESET the preset whose model is the official variant (default official)",
+            "--config-root DIR a folder of configs in the layout of configs/"):
+        assert described in text
+
+
+def test_the_command_line_requires_a_command_and_the_output(capsys):
+    for argv, missing in (([], "command"), (["import", "fcn", "theirs.pth"], "--out")):
+        with pytest.raises(SystemExit) as exit_:
+            weights_main(argv)
+        assert exit_.value.code == 2
+        assert f"error: the following arguments are required: {missing}" in \
+            capsys.readouterr().err

@@ -43,14 +43,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     flow.add_argument("--root", required=True, type=Path, help="the dataset folder as unzipped")
     flow.add_argument("--split", help="split (default: the dataset's validation split)")
     flow.add_argument("--out", required=True, type=Path, help="flow cache folder to write")
-    flow.add_argument("--method", choices=["farneback", "raft"], default="farneback",
-                      help="estimator (default farneback)")
+    flow.add_argument("--method", choices=["farneback", "raft", "flownet2c"],
+                      default="farneback", help="estimator (default farneback)")
     flow.add_argument("--weights", type=Path,
-                      help="RAFT: local file holding the model's state_dict (never downloaded)")
+                      help="RAFT: local file holding the model's state_dict; FlowNet2-C: "
+                           "AGSS-VOS's checkpoint, NVIDIA's FlowNet2-C_checkpoint.pth.tar or a "
+                           "state_dict (never downloaded)")
     flow.add_argument("--arch", choices=["raft_large", "raft_small"], default="raft_large",
                       help="RAFT architecture of --weights (default raft_large)")
+    flow.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb",
+                      help="FlowNet2-C: the channel order its weights expect (rgb: NVIDIA's "
+                           "training; bgr: as AGSS-VOS fed it cv2's frames; default rgb)")
     flow.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                      help="RAFT device (default cpu)")
+                      help="RAFT and FlowNet2-C device (default cpu)")
     flow.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
@@ -101,11 +106,14 @@ def flow(args: argparse.Namespace) -> None:
     from vosbench.datamodules.readers import read_videos
     from vosbench.flow.provider import FlowProvider
 
-    if args.weights is not None and args.method != "raft":
-        raise InputError("--weights is only read with --method raft")
+    if args.weights is not None and args.method not in ("raft", "flownet2c"):
+        raise InputError("--weights is only read with --method raft or flownet2c")
+    if args.channel_order != "rgb" and args.method != "flownet2c":
+        raise InputError("--channel-order is only read with --method flownet2c")
     start = time.perf_counter()
     provider = FlowProvider(args.method, weights=args.weights, arch=args.arch,
-                            cache_dir=args.out, device=args.device)
+                            cache_dir=args.out, device=args.device,
+                            channel_order=args.channel_order)
     videos = read_videos(args.dataset, args.root, args.split)
     written = present = 0
     with tqdm(total=sum(len(video) for video in videos), desc="flow", unit="frame", leave=False,

@@ -1,4 +1,5 @@
-"""Optical flow estimators: Farnebäck (OpenCV, no weights) and RAFT (torchvision, local weights).
+"""Optical flow estimators: Farnebäck (OpenCV, no weights), RAFT (torchvision, local weights) and
+FlowNet2-C (the flow network of AGSS-VOS's code, local weights).
 
 An estimator is called with two RGB frames, `estimator(first, second)`, each an (H, W, 3) uint8
 array, and returns the flow from the first to the second: an (H, W, 2) float32 array in pixels,
@@ -18,11 +19,13 @@ import torch.nn.functional as F
 from torchvision.models.optical_flow import raft_large, raft_small
 
 from vosbench.errors import InputError
+from vosbench.flow.flownet2c import infer_flows, load_flownet2c
 
 RAFT_ARCHITECTURES = {"raft_large": raft_large, "raft_small": raft_small}
 # torchvision's RAFT works at 1/8 resolution and its correlation pyramid halves that 3 more times.
 RAFT_STRIDE = 8
 RAFT_MIN_SIDE = 128
+CHANNEL_ORDERS = ("rgb", "bgr")
 
 
 class FlowEstimator:
@@ -75,35 +78,24 @@ def weights_digest(path: Path) -> str:
     return digest.hexdigest()[:10]
 
 
-class RaftEstimator(FlowEstimator):
-    """RAFT (Teed & Deng, 2020) from torchvision, with weights read from a local file only.
+class NetworkEstimator(FlowEstimator):
+    """An estimator built around a network read from a local weights file on `device`: `model`
+    loads it (`_load_model`) on first use in each process, and pickling leaves it out, so that
+    DataLoader workers each load their own. InputError when the file is missing (`where_to_get`
+    says how to obtain it) or CUDA is asked for and absent."""
 
-    weights: a file holding the `state_dict` of torchvision's `arch` ("raft_large" or
-    "raft_small"), as written by `torch.save(model.state_dict(), path)`. num_flow_updates: the
-    number of recurrent refinements (12, as torchvision's default and the paper's test setting).
-    device: "cpu" or "cuda". The model is built on first use, in each process (DataLoader
-    workers), and is not pickled.
-    """
+    network = "the network"
 
-    def __init__(self, weights: str | Path, arch: str = "raft_large", device: str = "cpu",
-                 num_flow_updates: int = 12) -> None:
-        if arch not in RAFT_ARCHITECTURES:
-            raise ValueError(f"unknown RAFT architecture {arch!r}; known: "
-                             f"{', '.join(RAFT_ARCHITECTURES)}")
+    def __init__(self, weights: str | Path, device: str, where_to_get: str) -> None:
         self.weights = Path(weights)
         if not self.weights.is_file():
-            raise InputError(
-                f"{self.weights}: RAFT weights file not found; vosbench reads weights only from "
-                f"a local file, never downloads them. On a machine with internet, save "
-                f"torchvision's checkpoint with `torch.save(torchvision.models.optical_flow."
-                f"{arch}(weights='DEFAULT').state_dict(), '{self.weights.name}')` (for raft_large "
-                f"that is Raft_Large_Weights.C_T_SKHT_V2) and copy the file to {self.weights}")
+            raise InputError(f"{self.weights}: {self.network} weights file not found; vosbench "
+                             f"reads weights only from a local file, never downloads them. "
+                             f"{where_to_get}")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for RAFT, but torch sees no CUDA device")
-        self.arch = arch
+            raise InputError(f"device {device!r} asked for {self.network}, but torch sees no "
+                             f"CUDA device")
         self.device = device
-        self.num_flow_updates = num_flow_updates
-        self.key = f"{arch}-{weights_digest(self.weights)}"
         self._model: torch.nn.Module | None = None
 
     def __getstate__(self) -> dict:
@@ -114,6 +106,37 @@ class RaftEstimator(FlowEstimator):
         if self._model is None:
             self._model = self._load_model()
         return self._model
+
+    def _load_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+
+class RaftEstimator(NetworkEstimator):
+    """RAFT (Teed & Deng, 2020) from torchvision, with weights read from a local file only.
+
+    weights: a file holding the `state_dict` of torchvision's `arch` ("raft_large" or
+    "raft_small"), as written by `torch.save(model.state_dict(), path)`. num_flow_updates: the
+    number of recurrent refinements (12, as torchvision's default and the paper's test setting).
+    device: "cpu" or "cuda". The model is built on first use, in each process (DataLoader
+    workers), and is not pickled.
+    """
+
+    network = "RAFT"
+
+    def __init__(self, weights: str | Path, arch: str = "raft_large", device: str = "cpu",
+                 num_flow_updates: int = 12) -> None:
+        if arch not in RAFT_ARCHITECTURES:
+            raise ValueError(f"unknown RAFT architecture {arch!r}; known: "
+                             f"{', '.join(RAFT_ARCHITECTURES)}")
+        path = Path(weights)
+        super().__init__(path, device, (
+            f"On a machine with internet, save torchvision's checkpoint with `torch.save("
+            f"torchvision.models.optical_flow.{arch}(weights='DEFAULT').state_dict(), "
+            f"'{path.name}')` (for raft_large that is Raft_Large_Weights.C_T_SKHT_V2) and copy "
+            f"the file to {path}"))
+        self.arch = arch
+        self.num_flow_updates = num_flow_updates
+        self.key = f"{arch}-{weights_digest(self.weights)}"
 
     def _load_model(self) -> torch.nn.Module:
         model = RAFT_ARCHITECTURES[self.arch](weights=None)
@@ -143,6 +166,43 @@ class RaftEstimator(FlowEstimator):
                                      num_flow_updates=self.num_flow_updates)
         flows = predictions[-1][:, :, :height, :width].permute(0, 2, 3, 1).contiguous()
         return list(flows.float().cpu().numpy())
+
+
+class FlowNet2CEstimator(NetworkEstimator):
+    """FlowNet2-C (`vosbench.flow.flownet2c`), with weights read from a local file only, run as
+    AGSS-VOS's `Inference_flow.infer` runs it: frames whose sides are not multiples of 64 are
+    resized to the multiples below (cv2, bilinear) and the flow back to the frames' size, its
+    vectors scaled.
+
+    weights: AGSS-VOS's checkpoint (its "flow" entry), NVIDIA's flownet2-pytorch
+    FlowNet2-C_checkpoint.pth.tar ("state_dict") or a bare state dict of the network.
+    channel_order: the order in which the network sees the colour channels of the (RGB) frames:
+    "rgb" (what NVIDIA's weights were trained on) or "bgr" (what AGSS-VOS fed it: cv2's frames).
+    device: "cpu" or "cuda". The model is built on first use, in each process (DataLoader
+    workers), and is not pickled.
+    """
+
+    network = "FlowNet2-C"
+
+    def __init__(self, weights: str | Path, device: str = "cpu",
+                 channel_order: str = "rgb") -> None:
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"unknown channel order {channel_order!r}; known: "
+                             f"{', '.join(CHANNEL_ORDERS)}")
+        super().__init__(weights, device, (
+            f"Use NVIDIA's FlowNet2-C_checkpoint.pth.tar (github.com/NVIDIA/flownet2-pytorch) or "
+            f"an AGSS-VOS checkpoint (its 'flow' entry), copied to {Path(weights)}"))
+        self.channel_order = channel_order
+        self.key = f"flownet2c-{channel_order}-{weights_digest(self.weights)}"
+
+    def _load_model(self) -> torch.nn.Module:
+        return load_flownet2c(self.weights, self.device)
+
+    def estimate_pairs(self, firsts, seconds):
+        if self.channel_order == "bgr":
+            firsts, seconds = ([np.ascontiguousarray(frame[..., ::-1]) for frame in frames]
+                               for frames in (firsts, seconds))
+        return infer_flows(self.model, firsts, seconds)
 
 
 def state_dict_mismatch(expected: dict, found: dict) -> str:

@@ -13,7 +13,8 @@ Disk layout, shared by the cache, `vosbench data flow` and method "files":
 where <folder> is `<cache_dir>/<video.dataset>/<method key>` for a cache_dir (the flow of one
 dataset folder: what `vosbench data flow --out` writes), `files_root` itself for method "files",
 and `<vosbench cache>/flow/<video.dataset>/<source>/<method key>` for `cache=True`. The method key
-is "farneback" or "<arch>-<first 10 hex digits of the SHA-256 of the weights file>", so that
+is "farneback", "<arch>-<digest>" for RAFT or "flownet2c-<channel order>-<digest>" for
+FlowNet2-C, <digest> the first 10 hex digits of the SHA-256 of the weights file, so that
 different weights never share files; <source>, the first 10 hex digits of the SHA-256 of the
 absolute path of the folder holding the video's frame folder, keeps apart the videos of one name
 in different dataset folders that the shared cache sees (the synthetic variants and seeds, DAVIS
@@ -28,10 +29,16 @@ import numpy as np
 
 from vosbench.datamodules.video import Video
 from vosbench.errors import InputError
-from vosbench.flow.estimators import FarnebackEstimator, FlowEstimator, RaftEstimator
+from vosbench.flow.estimators import (
+    FarnebackEstimator,
+    FlowEstimator,
+    FlowNet2CEstimator,
+    RaftEstimator,
+)
 from vosbench.flow.flo import read_flo, write_flo
 
-METHODS = ("farneback", "raft", "files")
+METHODS = ("farneback", "raft", "flownet2c", "files")
+WEIGHTED_METHODS = ("raft", "flownet2c")
 DIRECTIONS = {"forward": 1, "backward": -1}  # direction -> offset of the frame it maps to
 
 
@@ -45,24 +52,33 @@ def source_key(video: Video) -> str:
 class FlowProvider:
     """Optical flow of video frames by `method`: "farneback" (default, no weights), "raft"
     (torchvision RAFT `arch` with the local `weights` file, on `device`, `num_flow_updates`
-    refinements) or "files" (read precomputed `.flo` files under `files_root`, see the module
-    docstring). With a `cache_dir`, computed flow is written there and read back next time;
-    `cache=True` without one caches in the vosbench cache folder (`$VOSBENCH_CACHE/flow`, see
+    refinements), "flownet2c" (FlowNet2-C, the flow network of AGSS-VOS's code, with the local
+    `weights` file — AGSS-VOS's checkpoint, NVIDIA's or a state dict —, on `device`, fed the
+    frames' channels in `channel_order`: "rgb", or "bgr" as AGSS-VOS did) or "files" (read
+    precomputed `.flo` files under `files_root`, see the module docstring). With a
+    `cache_dir`, computed flow is written there and read back next time; `cache=True` without
+    one caches in the vosbench cache folder (`$VOSBENCH_CACHE/flow`, see
     `vosbench.datamodules.families.cache_root`), as presets do.
 
-    Picklable for DataLoader workers: RAFT is loaded on first use in each process.
+    Picklable for DataLoader workers: RAFT and FlowNet2-C are loaded on first use in each
+    process.
     """
 
     def __init__(self, method: str = "farneback", weights: str | Path | None = None,
                  arch: str = "raft_large", cache_dir: str | Path | None = None,
                  files_root: str | Path | None = None, device: str = "cpu",
-                 num_flow_updates: int = 12, cache: bool = False) -> None:
+                 num_flow_updates: int = 12, cache: bool = False,
+                 channel_order: str = "rgb") -> None:
         if method not in METHODS:
             raise ValueError(f"unknown flow method {method!r}; known: {', '.join(METHODS)}")
         if (files_root is None) == (method == "files"):
             raise ValueError("files_root is given with method 'files', and only then")
-        if weights is not None and method != "raft":
-            raise ValueError(f"weights are used by method 'raft' only, not {method!r}")
+        if weights is not None and method not in WEIGHTED_METHODS:
+            raise ValueError(f"weights are used by methods {' and '.join(WEIGHTED_METHODS)} "
+                             f"only, not {method!r}")
+        if channel_order != "rgb" and method != "flownet2c":
+            raise ValueError(f"channel_order is an option of method 'flownet2c' only, not "
+                             f"{method!r}")
         if cache and (cache_dir is not None or method == "files"):
             raise ValueError("cache=True caches computed flow in the vosbench cache folder: "
                              "not with a cache_dir of its own, nor with method 'files'")
@@ -77,12 +93,14 @@ class FlowProvider:
         self.estimator: FlowEstimator | None = None
         if method == "farneback":
             self.estimator = FarnebackEstimator()
-        elif method == "raft":
+        elif method in WEIGHTED_METHODS:
             if weights is None:
-                raise InputError("flow method 'raft' needs a local weights file (`weights`, "
-                                 "--weights on the command line); vosbench never downloads "
-                                 "weights")
-            self.estimator = RaftEstimator(weights, arch, device, num_flow_updates)
+                raise InputError(f"flow method {method!r} needs a local weights file "
+                                 f"(`weights`, --weights on the command line); vosbench never "
+                                 f"downloads weights")
+            self.estimator = (RaftEstimator(weights, arch, device, num_flow_updates)
+                              if method == "raft" else
+                              FlowNet2CEstimator(weights, device, channel_order))
 
     @property
     def key(self) -> str | None:
@@ -129,7 +147,7 @@ class FlowProvider:
         if self.estimator is None:
             raise InputError("flow method 'files' reads the precomputed flow of dataset frames "
                              "and cannot estimate flow between other images (augmented training "
-                             "clips): use method 'farneback' or 'raft'")
+                             "clips): use method 'farneback', 'raft' or 'flownet2c'")
         return self.estimator.estimate_pairs(firsts, seconds)
 
     def _flow(self, video: Video, direction: str, index: int) -> np.ndarray:
