@@ -109,7 +109,7 @@ def reference_state() -> dict[str, torch.Tensor]:
     return seeded_state(read_keys("flownet2c"), weights["seed"], weights["scales"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # built by each test, so that mutation testing sees each test build it
 def network(reference_state) -> FlowNet2C:
     network = FlowNet2C().eval()
     network.load_state_dict(reference_state)
@@ -235,6 +235,7 @@ def test_an_extra_or_misshapen_key_is_named(tmp_path, state, fragment):
     ({"flow": {}, "state_dict": {}}, "found 'flow', 'state_dict'"),
     ({}, "found nothing"),
     ({"conv1.0.weight": torch.zeros(1), "epoch": 3}, "found 'conv1.0.weight', 'epoch'"),
+    ({f"entry{i}": i for i in range(9)}, "found 'entry0', .* 'entry7'$"),  # the first eight
 ])
 def test_a_file_of_no_known_format_is_refused(tmp_path, content, fragment):
     path = save(tmp_path / "weights.pth", content)
@@ -309,6 +310,35 @@ def test_infer_leaves_multiples_of_64_alone(network):
     with torch.inference_mode():
         tall = network(REFERENCE_INPUTS["flow_tall"])
     assert_matches_reference({"flow": output, "flow_tall": tall}, REFERENCE, atol=1e-5)
+
+
+def test_infer_runs_at_the_frames_size_by_default():
+    fake = ConstantFlow()
+    infer_flow(fake, *random_frames(2, 128, 192))
+    assert fake.inputs[0].shape == (1, 3, 2, 128, 192) and network_size(448, 832) == (448, 832)
+
+
+def test_the_network_runs_on_its_device(weight_files):
+    """Tensors on PyTorch's "meta" device carry shapes only: the images go to the network's
+    device, the correlation builds its indices on its inputs' device, and the loaded network
+    moves to the device asked for."""
+    fake = ConstantFlow().to("meta")
+    infer_flow(fake, *random_frames(2, 64, 64))
+    assert fake.inputs[0].device.type == "meta"
+    first, second = torch.empty(1, 8, 6, 7, device="meta"), torch.empty(1, 8, 6, 7, device="meta")
+    correlation = Correlation(max_displacement=4, stride=2)(first, second)
+    assert correlation.device.type == "meta" and correlation.shape == (1, 25, 6, 7)
+    loaded = load_flownet2c(weight_files["state_dict"], "meta")
+    assert {parameter.device.type for parameter in loaded.parameters()} == {"meta"}
+
+
+def test_the_correlation_settings_reach_the_network():
+    assert FlowNet2C(max_displacement=4, displacement_stride=1).corr.num_channels == 81
+    assert FlowNet2C().corr.num_channels == 441
+    # FlowNetC.py: corr_activation = LeakyReLU(0.1). (The reference's correlations, means of
+    # products of mostly positive features, are all positive: it cannot see the slope.)
+    slope = FlowNet2C().corr_activation(torch.tensor([-2.0, 3.0]))
+    assert torch.equal(slope, torch.tensor([-0.2, 3.0]))
 
 
 def test_infer_with_scale_runs_the_network_smaller():

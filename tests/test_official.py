@@ -396,6 +396,8 @@ def test_the_command_line_describes_itself(capsys):
     assert text.startswith("usage: vosbench weights [-h] {import} ...")
     assert ("`vosbench weights import METHOD FILE --out CKPT`: an authors' released checkpoint "
             "as a Lightning checkpoint of vosbench's official variant of the method.") in text
+    assert "The official variant is" not in text  # the first paragraph of the docstring only
+    assert "import an authors' checkpoint → a Lightning checkpoint of the official variant" in text
     text = help_text(["import", "--help"], capsys)
     assert text.startswith("usage: vosbench weights import [-h] --out CKPT [--preset PRESET] "
                            "[--config-root DIR] method file")

@@ -7,10 +7,12 @@ import pytest
 from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian, unary_from_softmax
 
 from vosbench.postprocess import (
+    RANGE_TOLERANCE,
     RECIPES,
     CRFRecipe,
     amcnet_scores,
     get_recipe,
+    mean_field,
     refine,
     refine_video,
 )
@@ -232,3 +234,60 @@ def test_the_amcnet_unary_is_binary_and_unknown_unaries_are_rejected():
                get_recipe("amcnet-official"))
     with pytest.raises(ValueError, match="unknown unary 'softmax'; known: probability, amcnet"):
         CRFRecipe(1, 1, 1, 1, 1, 1, unary="softmax")
+
+
+def test_each_map_is_normalised_on_its_own():
+    image = striped_image([DARK_RED, LIGHT_BLUE], [30])
+    plain = dataclasses.replace(get_recipe("agnn"), normalise=False)
+    maps = np.stack([0.2 + 0.4 * blurry_step(30), 0.3 + 0.5 * blurry_step(10, 50)])
+    low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(refine(image, maps, get_recipe("agnn")),
+                               refine(image, (maps - low) / (high - low), plain), atol=1e-5)
+
+
+def test_values_at_the_tolerance_are_accepted_and_clipped():
+    """−RANGE_TOLERANCE and 1 + RANGE_TOLERANCE themselves pass, read as 0 and 1 (the min-max
+    normalisation sees the clipped map), in float64 whatever the input's dtype."""
+    image = striped_image([DARK_RED, LIGHT_BLUE], [30])
+    probabilities = (0.1 + 0.8 * blurry_step(30))[None]
+    probabilities[0, 0, :2] = (-RANGE_TOLERANCE, 1 + RANGE_TOLERANCE)
+    clipped = np.clip(probabilities, 0, 1)
+    recipe = get_recipe("agnn")
+    assert np.array_equal(refine(image, probabilities, recipe), refine(image, clipped, recipe))
+    single = clipped.astype(np.float32)
+    assert np.array_equal(refine(image, single, recipe),
+                          refine(image, single.astype(np.float64), recipe))
+
+
+class ScriptedCRF:
+    """A stand-in for pydensecrf's DenseCRF whose KL divergence after step k is kls[k] (kls[0]
+    before the first step); counts the steps taken."""
+
+    def __init__(self, kls: list[float]):
+        self.kls, self.steps = kls, 0
+
+    def startInference(self):  # noqa: N802 (pydensecrf's names)
+        return np.zeros((2, 3), np.float32), None, None
+
+    def stepInference(self, marginals, scratch, scratch2):  # noqa: N802
+        self.steps += 1
+
+    def klDivergence(self, marginals):  # noqa: N802
+        return self.kls[self.steps]
+
+
+def test_the_early_stop_needs_a_change_below_the_threshold():
+    recipe = dataclasses.replace(get_recipe("amcnet-official"), iterations=5)
+    for kls, steps in (([2000.0, 1500.0, 1000.0, 999.5, 0.0, 0.0], 3),  # 0.5 < 500
+                       ([2000.0, 1500.0, 1000.0, 500.0, 0.0, -10.0], 5)):  # 500 is not below 500
+        crf = ScriptedCRF(kls)
+        marginals = mean_field(crf, recipe)
+        assert crf.steps == steps and marginals.shape == (2, 3)
+
+
+def test_refine_video_rejects_frames_and_maps_of_other_ranks():
+    with pytest.raises(ValueError, match=r"^expected frames \(T, H, W, 3\) and probabilities "
+                                         r"\(T, K, H, W\) with the same T, found \(1, 40, 60, 3\) "
+                                         r"and \(1, 40, 60\)$"):
+        refine_video(np.zeros((1, HEIGHT, WIDTH, 3), np.uint8), np.full((1, HEIGHT, WIDTH), 0.5),
+                     get_recipe("agnn"))

@@ -59,7 +59,6 @@ class Correlation(nn.Module):
 
     def __init__(self, max_displacement: int = 20, stride: int = 2) -> None:
         super().__init__()
-        self.max_displacement = max_displacement
         self.stride = stride
         self.radius = max_displacement // stride
 
