@@ -36,6 +36,7 @@ from vosbench.methods.agnn import (
     AGNN,
     AUTHORS_CHECKPOINT,
     AttentiveGraph,
+    InterAttention,
     NodeEmbedding,
     Readout,
     frame_subsets,
@@ -363,8 +364,23 @@ def test_concatenation_takes_three_node_graphs_only():
     with pytest.raises(ValueError, match="'concat' fuses the messages of the two other nodes of "
                                          "a 3-node graph; got graphs of 4 nodes"):
         graph(torch.randn(1, 4, 8, 3, 3))
-    with pytest.raises(ValueError, match="unknown aggregation 'mean'"):
+    with pytest.raises(ValueError, match="^unknown aggregation 'mean'; known: sum, concat$"):
         AttentiveGraph(8, 1, aggregation="mean")
+
+
+def test_the_line_edge_weight_is_w_c_unless_stored_transposed():
+    """e_ij = h_i W_c h_jᵀ (Eq. 5) with W = [[1, 2], [0, 1]], not symmetric: node 0 (both
+    positions e_0) weighs node 1's positions (e_0, e_1) by softmax(W_c[0, 0], W_c[0, 1]): (1, 2)
+    when `weight` is W_c (the default), (1, 0) when it holds W_cᵀ (the authors' layout)."""
+    e_0, e_1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    states = torch.stack([torch.stack([e_0, e_0], 1), torch.stack([e_0, e_1], 1)])
+    states = states.view(1, 2, 2, 1, 2)  # (B, N, C, h, w)
+    for attention, logits in ((InterAttention(2), [1.0, 2.0]),
+                              (InterAttention(2, transposed=True), [1.0, 0.0])):
+        with torch.no_grad():
+            attention.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+            weights = attention.attention(states)[0, 0, 0, 0]
+        torch.testing.assert_close(weights, torch.tensor(logits).softmax(0))
 
 
 def test_the_authors_parameter_layout_is_the_same_function():
@@ -426,7 +442,8 @@ def test_inconsistent_official_switches_are_rejected():
         tiny_official(aggregation="sum", num_nodes_test=1)
     for setting in ("trunk", "embedding_head", "input_normalisation", "aggregation",
                     "parameter_layout", "test_graphs", "test_resize"):
-        with pytest.raises(ValueError, match=f"^AGNN: unknown {setting} 'other'; known: "):
+        with pytest.raises(ValueError, match=f"^AGNN: unknown {setting} 'other'; known: "
+                                             f"[a-z0-9-]+, [a-z0-9-]+$"):
             tiny_official(**{setting: "other"})
     for scales in ((), (1.0, 0.0)):
         with pytest.raises(ValueError, match="test_scales must be positive"):
