@@ -440,6 +440,7 @@ def test_inconsistent_official_switches_are_rejected():
     tiny_official().check_test_graphs()
     with pytest.raises(ValueError, match="num_nodes_test must be at least 2, got 1"):
         tiny_official(aggregation="sum", num_nodes_test=1)
+    assert tiny_official(aggregation="sum", num_nodes_test=2).hparams.num_nodes_test == 2
     for setting in ("trunk", "embedding_head", "input_normalisation", "aggregation",
                     "parameter_layout", "test_graphs", "test_resize"):
         with pytest.raises(ValueError, match=f"^AGNN: unknown {setting} 'other'; known: "
