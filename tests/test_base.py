@@ -442,5 +442,7 @@ def test_a_method_declares_its_inference_options_which_checkpoints_leave_out():
     checkpoint = {"hyper_parameters": dict(Sized(shape=(1, 2), threshold=0.3).hparams)}
     Sized(shape=(1, 2)).on_save_checkpoint(checkpoint)
     assert checkpoint["hyper_parameters"] == {"probability": 0.6, "lr": 0.1, "power": 0.9}
-    assert AGNN.inference_options()[-3:] == ("num_nodes_test", "input_size", "graphs_per_batch")
+    assert AGNN.inference_options()[len(EVALUATION_OPTIONS):] == (
+        "num_nodes_test", "input_size", "graphs_per_batch", "test_graphs", "test_scales",
+        "test_resize", "test_seed")
     assert FCN.inference_options()[-1:] == ("frames_per_batch",)
